@@ -1,15 +1,21 @@
 // Package kernel owns the guest kernel variants: their names, which ones this
-// build embeds (Go build tags kernel_lean, kernel_net), extraction of embedded
-// blobs into a content-addressed cache, and the choice of a variant from a
-// sandbox's annotations under the configured policy.
+// build embeds (Go build tags kernel_lean, kernel_net; see embed_*.go and
+// kernel/pack), extraction and SHA-256 verification of embedded blobs into a
+// content-addressed cache, locating a variant's file (a configured path wins
+// over the embedded blob), and the choice of a variant from a sandbox's
+// annotations under the configured policy.
+//
+// It never substitutes one variant for another: a variant that is not allowed
+// or not available is an error that says what is available and what to change.
 //
 // It must not start VMs, read configuration files or decide annotation
 // allowlists: callers hand it a Policy and the annotations that passed their gates.
 package kernel
 
 import (
-	"fmt"
 	"strings"
+
+	"github.com/containerd/errdefs"
 )
 
 // Name names a kernel variant. Variants are named, never paths.
@@ -29,14 +35,16 @@ const Annotation = "io.boxlite.kernel"
 // Names lists every variant this project knows, in a stable order.
 func Names() []Name { return []Name{Lean, Net} }
 
-// Parse turns a variant name into a Name, or says which names exist.
+// Parse turns a variant name into a Name, or says which names exist. Names
+// match exactly: no case folding, no trimming. The error matches
+// errdefs.ErrInvalidArgument.
 func Parse(s string) (Name, error) {
 	for _, n := range Names() {
 		if s == string(n) {
 			return n, nil
 		}
 	}
-	return "", fmt.Errorf("unknown kernel variant %q: known variants are %s", s, joinNames(Names()))
+	return "", errorf(errdefs.ErrInvalidArgument, "unknown kernel variant %s: known variants are %s", quote(s), joinNames(Names()))
 }
 
 func joinNames(names []Name) string {
@@ -59,4 +67,15 @@ type Policy struct {
 	// Paths gives, per variant, a libkrunfw-ABI file on disk. A configured
 	// path is used instead of the embedded blob (distro-packaging mode).
 	Paths map[Name]string
+}
+
+// Allows reports whether the policy lets sandboxes use n. An empty Allowed
+// allows nothing.
+func (p Policy) Allows(n Name) bool {
+	for _, a := range p.Allowed {
+		if a == n {
+			return true
+		}
+	}
+	return false
 }

@@ -1,0 +1,47 @@
+package kernel
+
+import (
+	"github.com/containerd/errdefs"
+)
+
+// Select chooses the variant for a sandbox from its annotations (those that
+// passed the caller's annotation gates). The Annotation io.boxlite.kernel
+// names the variant; absent or empty means p.Default. The value must be a
+// known variant, spelled exactly, and allowed by p. Errors match
+// errdefs.ErrInvalidArgument and name the value and what is accepted.
+//
+// Select does not check availability (Locate does) and never substitutes
+// one variant for another.
+func Select(annotations map[string]string, p Policy) (Name, error) {
+	v := annotations[Annotation]
+	if v == "" {
+		if p.Default == "" {
+			return "", errorf(errdefs.ErrInvalidArgument, "sandbox has no %s annotation and the configuration sets no default kernel variant; set [kernel] default", Annotation)
+		}
+		n, err := Parse(string(p.Default))
+		if err != nil {
+			return "", errorf(errdefs.ErrInvalidArgument, "default kernel variant: %w", err)
+		}
+		if !p.Allows(n) {
+			return "", errorf(errdefs.ErrInvalidArgument, "default kernel variant %s is not allowed by configuration (allowed: %s); add it to [kernel] allowed", n, joinNames(p.Allowed))
+		}
+		return n, nil
+	}
+	n, err := Parse(v)
+	if err != nil {
+		return "", errorf(errdefs.ErrInvalidArgument, "annotation %s: %w", Annotation, err)
+	}
+	if !p.Allows(n) {
+		return "", errorf(errdefs.ErrInvalidArgument, "annotation %s: kernel variant %s is not allowed by configuration (allowed: %s); add it to [kernel] allowed", Annotation, n, joinNames(p.Allowed))
+	}
+	return n, nil
+}
+
+// SelectAndLocate is Select, then Locate of the chosen variant.
+func SelectAndLocate(annotations map[string]string, p Policy, cacheDir string) (Source, error) {
+	n, err := Select(annotations, p)
+	if err != nil {
+		return Source{}, err
+	}
+	return Locate(n, p, cacheDir)
+}
