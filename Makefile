@@ -1,0 +1,67 @@
+# containerd-shim-boxlite-v2 — build, test, provision.
+#
+#   make                       build with the lean kernel embedded
+#   make KERNELS=net           embed net only;  make KERNELS="lean net"  both
+#   make KERNELS=              embed nothing (kernels come from [kernel.paths])
+#   make deps                  provision kernels, containerd, ctr, crictl, CNI (cached)
+#   make test                  deps + build + the whole test suite
+#   make demo                  a private containerd running containers through the shim
+
+GO            ?= go
+BOXLITE_DEPS  ?= /var/cache/boxlite-deps
+export BOXLITE_DEPS
+KERNELS       ?= lean
+TAGS          := $(strip $(foreach k,$(KERNELS),kernel_$(k)))
+BIN           := bin
+VERSION       ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+REVISION      ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+PKG           := github.com/boxlite/boxlite-shim
+LDFLAGS       := -X $(PKG)/runtime/version.Version=$(VERSION) -X $(PKG)/runtime/version.Revision=$(REVISION)
+BLOBS         := $(foreach k,$(KERNELS),kernel/blobs/$(k)/libkrunfw.so.5.zst)
+
+.PHONY: all build shim vmm deps test unit e2e vet fmt demo clean blobs testbins FORCE
+
+all: build
+
+build: shim vmm
+
+shim: $(BLOBS)
+	CGO_ENABLED=0 $(GO) build -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/containerd-shim-boxlite-v2 ./cmd/containerd-shim-boxlite-v2
+
+vmm:
+	CGO_ENABLED=1 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/boxlite-vmm ./cmd/boxlite-vmm
+
+# An embedded kernel comes from the deps cache, compressed and checksummed.
+kernel/blobs/%/libkrunfw.so.5.zst: $(BOXLITE_DEPS)/kernels/%/libkrunfw.so.5
+	$(GO) run ./kernel/pack -src $< -out kernel/blobs/$*
+
+$(BOXLITE_DEPS)/kernels/%/libkrunfw.so.5:
+	@echo "kernel variant '$*' is not in $(BOXLITE_DEPS)/kernels/$*: run 'make deps' first, or build with KERNELS= and set [kernel.paths] in the config" >&2; exit 1
+
+blobs: $(BLOBS)
+
+deps:
+	deploy/deps/deps.sh all
+
+# The libkrun test double and the test workload (DESIGN.md: testing where no guest can boot).
+testbins:
+	mkdir -p $(BIN)/test
+	cc -O2 -Wall -shared -fPIC -Wl,-soname,libkrun.so.1 -o $(BIN)/test/libkrun.so.1 test/libkrun-double/libkrun_double.c -ldl
+
+vet:
+	$(GO) vet ./...
+	@bad=$$(gofmt -l $$(git ls-files '*.go')); test -z "$$bad" || { echo "gofmt: $$bad" >&2; exit 1; }
+
+test: deps
+	$(MAKE) KERNELS="lean net" build testbins vet
+	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -tags 'kernel_lean kernel_net' ./kernel/...
+
+demo: deps
+	$(MAKE) KERNELS="lean net" build testbins
+	deploy/demo.sh
+
+clean:
+	rm -rf $(BIN) kernel/blobs/lean kernel/blobs/net
+
+FORCE:

@@ -1,0 +1,82 @@
+package ctrd
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// OurBinaries are the executables whose processes must not outlive a test.
+var OurBinaries = []string{"containerd-shim-boxlite-v2", "boxlite-vmm", "boxlite-agent"}
+
+// Process is a process found by Leftovers.
+type Process struct {
+	Pid   int
+	Exe   string
+	State string
+}
+
+// OurProcesses lists live or zombie processes running one of OurBinaries.
+func OurProcesses() []Process {
+	ents, _ := os.ReadDir("/proc")
+	var out []Process
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(stat)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 || i+2 >= len(s) {
+			continue
+		}
+		comm := s[strings.IndexByte(s, '(')+1 : i]
+		state := s[i+2 : i+3]
+		exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		for _, b := range OurBinaries {
+			// comm is cut at 15 bytes; exe is gone for zombies.
+			if filepath.Base(strings.TrimSuffix(exe, " (deleted)")) == b || strings.HasPrefix(b, comm) && len(comm) >= 11 {
+				out = append(out, Process{Pid: pid, Exe: exe, State: state})
+				break
+			}
+		}
+	}
+	return out
+}
+
+// AssertNoLeftovers fails the test if any process of ours, or any mount or
+// socket under the given directories, remains. Processes get a short grace
+// period to finish exiting.
+func AssertNoLeftovers(t testing.TB, dirs ...string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		procs := OurProcesses()
+		if len(procs) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("processes of ours left running: %+v", procs)
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, d := range dirs {
+		if m := MountsUnder(d); len(m) > 0 {
+			t.Errorf("mounts left under %s: %v", d, m)
+		}
+		_ = filepath.WalkDir(d, func(p string, e os.DirEntry, err error) error {
+			if err == nil && e.Type()&os.ModeSocket != 0 {
+				t.Errorf("socket left: %s", p)
+			}
+			return nil
+		})
+	}
+}
