@@ -22,11 +22,13 @@ import (
 )
 
 func main() {
-	if len(os.Args) == 2 {
+	if len(os.Args) >= 2 {
 		switch os.Args[1] {
 		case "-v", "-version", "--version":
 			printVersion()
 			return
+		case "kernels", "check", "config-example":
+			os.Exit(operatorCommand(os.Args[1], os.Args[2:]))
 		}
 	}
 	task.Register()

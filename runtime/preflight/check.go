@@ -1,0 +1,40 @@
+package preflight
+
+import (
+	"fmt"
+
+	"github.com/boxlite/boxlite-shim/config"
+)
+
+// Check runs every node check in order: KVM, libkrun, each allowed kernel,
+// and a boot probe.
+func Check(cfg *config.Config) []Result {
+	results := []Result{KVM()}
+	results = append(results, kernelResults(cfg)...)
+	return results
+}
+
+// kernelResults checks each allowed variant: available, readable, verified.
+func kernelResults(cfg *config.Config) []Result {
+	var out []Result
+	for _, r := range Kernels(cfg) {
+		if !r.Allowed {
+			continue
+		}
+		res := Result{Name: "kernel " + string(r.Name)}
+		switch {
+		case r.Err != nil:
+			res.Status = Fail
+			res.Detail = r.Err.Error()
+		default:
+			res.Status = Pass
+			src := r.Source.Path
+			if r.Source.Embedded {
+				src = "embedded, extracted to " + r.Source.Path
+			}
+			res.Detail = fmt.Sprintf("%s (sha256 %s, verified); %s", src, short(r.Source.SHA256), r.Features)
+		}
+		out = append(out, res)
+	}
+	return out
+}
