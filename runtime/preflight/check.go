@@ -9,7 +9,13 @@ import (
 // Check runs every node check in order: KVM, libkrun, each allowed kernel,
 // and a boot probe.
 func Check(cfg *config.Config) []Result {
-	results := []Result{KVM()}
+	kvm := KVM()
+	results := []Result{kvm}
+	if kvm.Status == Fail {
+		results = append(results, Result{Name: "vcpu", Status: Skip, Detail: "needs a usable /dev/kvm"})
+	} else {
+		results = append(results, VCPU())
+	}
 	results = append(results, kernelResults(cfg)...)
 	return results
 }

@@ -46,3 +46,19 @@ func TestKVMHost(t *testing.T) {
 		t.Fatalf("PVM detection: module present=%v, status=%v", pvm == nil, r.Status)
 	}
 }
+
+// TestVCPUProbe runs the minimal guest on this host's KVM and logs the
+// verdict; on a PVM host it must fail and say so.
+func TestVCPUProbe(t *testing.T) {
+	if _, err := os.Stat("/dev/kvm"); err != nil {
+		t.Skip("this host has no /dev/kvm:", err)
+	}
+	r := VCPU()
+	t.Logf("%+v", r)
+	if r.Status == Fail && r.Fix == "" {
+		t.Fatal("a failed probe must say what to do")
+	}
+	if _, err := os.Stat(pvmModule); err == nil && r.Status == Fail && !strings.Contains(r.Fix, "PVM") {
+		t.Fatalf("on a PVM host the failure must name PVM: %+v", r)
+	}
+}
