@@ -1,0 +1,215 @@
+// Command boxlite-vmm is the per-sandbox VMM process: it loads libkrun at run
+// time (dlopen), configures one micro-VM and hands the process over to
+// krun_start_enter, which never returns on success: when the guest ends,
+// libkrun _exit()s with the workload's status. runtime/vmm starts it, one per
+// sandbox, in its own process group.
+//
+//	boxlite-vmm [-libkrun PATH] [-allow-test-double] [-krunfw PATH]
+//	            -cpus N -memory-mib N -root DIR [-workdir DIR]
+//	            [-vsock PORT:SOCKET]... [-console FILE] [-log-level N]
+//	            [-env K=V]... -- EXEC [ARG]...
+//
+// EXEC is the workload's path inside the guest root; the ARGs follow it (as in
+// krun_set_exec, argv does not repeat EXEC). Each -vsock bridges a listening
+// host Unix socket to the guest's vsock PORT (krun_add_vsock_port2, listen).
+//
+// -krunfw PATH loads the kernel library (libkrunfw.so.5) from PATH before
+// libkrun, so libkrun's own dlopen("libkrunfw.so.5") gets that very object (the
+// loader matches it by soname) and can never fall back to another variant
+// found on the system's library path.
+//
+// The exit status means the following only until krun_start_enter has taken
+// over; after that it is libkrun's (the workload's status, or 1 on a VMM
+// failure) and never a container's exit status:
+//
+//	2  usage error
+//	3  libkrun is not available (cannot be loaded, or lacks a function)
+//	4  libkrun is the test double and -allow-test-double was not given
+//	5  a krun_* call failed
+//	6  the kernel library given by -krunfw cannot be loaded
+//go:build cgo
+
+package main
+
+/*
+#cgo LDFLAGS: -ldl
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <link.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void *lib_open(const char *path) { return dlopen(path, RTLD_NOW | RTLD_LOCAL); }
+static const char *lib_error(void) { const char *e = dlerror(); return e ? e : "unknown dlopen error"; }
+static void *lib_sym(void *h, const char *name) { return dlsym(h, name); }
+static const char *lib_path(void *h) {
+	struct link_map *lm = NULL;
+	return dlinfo(h, RTLD_DI_LINKMAP, &lm) == 0 && lm ? lm->l_name : "";
+}
+
+typedef int32_t (*fn_v)(void);
+typedef int32_t (*fn_u)(uint32_t);
+typedef int32_t (*fn_u_u8_u)(uint32_t, uint8_t, uint32_t);
+typedef int32_t (*fn_u_s)(uint32_t, const char *);
+typedef int32_t (*fn_u_s_v_v)(uint32_t, const char *, const char *const *, const char *const *);
+typedef int32_t (*fn_u_u_s_b)(uint32_t, uint32_t, const char *, bool);
+
+static int32_t call_v(void *f) { return ((fn_v)f)(); }
+static int32_t call_u(void *f, uint32_t a) { return ((fn_u)f)(a); }
+static int32_t call_u_u8_u(void *f, uint32_t a, uint8_t b, uint32_t c) { return ((fn_u_u8_u)f)(a, b, c); }
+static int32_t call_u_s(void *f, uint32_t a, const char *s) { return ((fn_u_s)f)(a, s); }
+static int32_t call_u_s_v_v(void *f, uint32_t a, const char *s, char **v, char **w) {
+	return ((fn_u_s_v_v)f)(a, s, (const char *const *)v, (const char *const *)w);
+}
+static int32_t call_u_u_s_b(void *f, uint32_t a, uint32_t b, const char *s, bool l) { return ((fn_u_u_s_b)f)(a, b, s, l); }
+*/
+import "C"
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"unsafe"
+)
+
+func init() {
+	// Keep main on the main OS thread: libkrun runs the VMM on the thread
+	// that calls krun_start_enter.
+	runtime.LockOSThread()
+}
+
+type vsockFlag struct {
+	ports []uint32
+	paths []string
+}
+
+func (v *vsockFlag) String() string { return "" }
+
+func (v *vsockFlag) Set(s string) error {
+	port, path, ok := strings.Cut(s, ":")
+	if !ok || path == "" {
+		return fmt.Errorf("want PORT:SOCKETPATH, got %q", s)
+	}
+	n, err := strconv.ParseUint(port, 10, 32)
+	if err != nil {
+		return fmt.Errorf("bad vsock port in %q", s)
+	}
+	v.ports = append(v.ports, uint32(n))
+	v.paths = append(v.paths, path)
+	return nil
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return "" }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+func fail(code int, format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "boxlite-vmm: "+format+"\n", args...)
+	os.Exit(code)
+}
+
+func main() {
+	var (
+		libkrun   = flag.String("libkrun", "libkrun.so.1", "libkrun to dlopen (a bare name searches the loader path)")
+		allowTD   = flag.Bool("allow-test-double", false, "accept the libkrun test double (tests only)")
+		krunfw    = flag.String("krunfw", "", "kernel library (libkrunfw.so.5) to load before libkrun")
+		cpus      = flag.Uint("cpus", 1, "vCPUs (1-255)")
+		memory    = flag.Uint("memory-mib", 512, "guest memory in MiB")
+		root      = flag.String("root", "", "guest root directory (virtio-fs)")
+		workdir   = flag.String("workdir", "", "workload's working directory in the guest")
+		console   = flag.String("console", "", "file that receives the guest console")
+		logLevel  = flag.Uint("log-level", 1, "libkrun log level (0 off .. 5 trace)")
+		vsock     vsockFlag
+		env       listFlag
+		workloadV []string
+	)
+	flag.Var(&vsock, "vsock", "PORT:SOCKETPATH: host Unix socket bridged to guest vsock PORT (repeatable)")
+	flag.Var(&env, "env", "K=V for the workload (repeatable)")
+	flag.Parse()
+	workloadV = flag.Args()
+	switch {
+	case len(workloadV) == 0:
+		fail(2, "no workload: give it after --")
+	case *root == "":
+		fail(2, "-root is required")
+	case *cpus < 1 || *cpus > 255:
+		fail(2, "-cpus %d: must be 1-255", *cpus)
+	case *memory < 1 || *memory > 1<<32-1:
+		fail(2, "-memory-mib %d: out of range", *memory)
+	}
+
+	if *krunfw != "" {
+		if C.lib_open(C.CString(*krunfw)) == nil {
+			fail(6, "kernel library %s cannot be loaded: %s", *krunfw, C.GoString(C.lib_error()))
+		}
+	}
+	h := C.lib_open(C.CString(*libkrun))
+	if h == nil {
+		fail(3, "libkrun is not available: %s; install libkrun (libkrun.so.1) from your distribution or build it, or set libkrun_path in /etc/boxlite/config.toml", C.GoString(C.lib_error()))
+	}
+	if C.lib_sym(h, C.CString("krun_test_double")) != nil {
+		if !*allowTD {
+			fail(4, "refusing %s (%s): it is the libkrun test double, which runs the workload as a host process, not in a VM; it is for tests only (pass -allow-test-double)", *libkrun, C.GoString(C.lib_path(h)))
+		}
+		fmt.Fprintf(os.Stderr, "boxlite-vmm: WARNING: %s is the libkrun test double: the workload runs as a host process, not in a VM\n", *libkrun)
+	}
+	sym := func(name string) unsafe.Pointer {
+		f := C.lib_sym(h, C.CString(name))
+		if f == nil {
+			fail(3, "libkrun is not available: %s has no %s; install a libkrun (libkrun.so.1) that provides it", *libkrun, name)
+		}
+		return f
+	}
+	var (
+		setLogLevel   = sym("krun_set_log_level")
+		createCtx     = sym("krun_create_ctx")
+		setVMConfig   = sym("krun_set_vm_config")
+		setRoot       = sym("krun_set_root")
+		setWorkdir    = sym("krun_set_workdir")
+		setExec       = sym("krun_set_exec")
+		addVsockPort2 = sym("krun_add_vsock_port2")
+		setConsole    = sym("krun_set_console_output")
+		startEnter    = sym("krun_start_enter")
+	)
+	check := func(name string, ret C.int32_t) C.int32_t {
+		if ret < 0 {
+			fail(5, "%s: %s", name, C.GoString(C.strerror(C.int(-ret))))
+		}
+		return ret
+	}
+
+	check("krun_set_log_level", C.call_u(setLogLevel, C.uint32_t(*logLevel)))
+	ctx := C.uint32_t(check("krun_create_ctx", C.call_v(createCtx)))
+	check("krun_set_vm_config", C.call_u_u8_u(setVMConfig, ctx, C.uint8_t(*cpus), C.uint32_t(*memory)))
+	check("krun_set_root", C.call_u_s(setRoot, ctx, C.CString(*root)))
+	if *workdir != "" {
+		check("krun_set_workdir", C.call_u_s(setWorkdir, ctx, C.CString(*workdir)))
+	}
+	check("krun_set_exec", C.call_u_s_v_v(setExec, ctx, C.CString(workloadV[0]), cStrings(workloadV[1:]), cStrings(env)))
+	for i, port := range vsock.ports {
+		check("krun_add_vsock_port2", C.call_u_u_s_b(addVsockPort2, ctx, C.uint32_t(port), C.CString(vsock.paths[i]), C.bool(true)))
+	}
+	if *console != "" {
+		check("krun_set_console_output", C.call_u_s(setConsole, ctx, C.CString(*console)))
+	}
+	// Never returns on success. The C strings above are never freed: libkrun
+	// may keep pointers to them, and the process ends inside libkrun.
+	check("krun_start_enter", C.call_u(startEnter, ctx))
+	fail(5, "krun_start_enter: returned without starting the VM")
+}
+
+// cStrings returns a NULL-terminated C array of C strings (never freed).
+func cStrings(s []string) **C.char {
+	arr := unsafe.Slice((**C.char)(C.malloc(C.size_t(len(s)+1)*C.size_t(unsafe.Sizeof((*C.char)(nil))))), len(s)+1)
+	for i, v := range s {
+		arr[i] = C.CString(v)
+	}
+	arr[len(s)] = nil
+	return &arr[0]
+}

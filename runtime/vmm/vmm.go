@@ -1,0 +1,535 @@
+package vmm
+
+import (
+	"context"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"golang.org/x/sys/unix"
+
+	"github.com/boxlite/boxlite-shim/kernel"
+	"github.com/boxlite/boxlite-shim/reaper"
+)
+
+// Names inside the state directory.
+const (
+	AgentSocketName = "agent.sock"
+	ConsoleLogName  = "console.log"
+	VMMLogName      = "vmm.log"
+	KernelDirName   = "krunfw"
+	KernelSOName    = "libkrunfw.so.5"
+
+	// DefaultLibkrun is what boxlite-vmm dlopens when LibkrunPath is "".
+	DefaultLibkrun = "libkrun.so.1"
+	// VMMBinaryName is the VMM executable looked for beside the shim.
+	VMMBinaryName = "boxlite-vmm"
+	// DefaultReadyTimeout applies when Config.ReadyTimeout is 0.
+	DefaultReadyTimeout = 10 * time.Second
+)
+
+const (
+	// readyProbe is how long a probe connection to the agent socket must
+	// stay open (or be answered) to count as ready: libkrun accepts on the
+	// host socket at once and closes the connection when the guest does not
+	// listen on the port, so an accepted connection alone proves little.
+	readyProbe = 50 * time.Millisecond
+	// groupGrace bounds the wait, after the VMM is reaped, for the rest of
+	// its process group to be reaped.
+	groupGrace = 5 * time.Second
+	// teardownTimeout bounds the cleanup of a failed Start.
+	teardownTimeout = 10 * time.Second
+	// maxSocketPath is the longest path a Unix socket address can hold.
+	maxSocketPath = 107
+)
+
+// Config is one sandbox's VMM.
+type Config struct {
+	// ID names the sandbox in errors and logs.
+	ID string
+	// StateDir is created by Start (its parent must exist; it must not) and
+	// removed by Stop, or by Start when it fails. Absolute, and short enough
+	// for <StateDir>/agent.sock to be a Unix socket path (107 bytes).
+	StateDir string
+	// RootDir is the guest root (virtio-fs); it exists and is the caller's.
+	RootDir string
+	// Kernel is the variant to boot; Kernel.Path is staged as libkrunfw.so.5.
+	Kernel kernel.Source
+	// LibkrunPath is the libkrun to load: "" means "libkrun.so.1" through
+	// the dynamic loader's search path (where the test double is refused);
+	// otherwise it is passed to the VMM as is and, if it is the test double,
+	// allowed with a warning logged on every Start.
+	LibkrunPath string
+	// VMMBinary is the boxlite-vmm executable; "" means beside os.Executable().
+	VMMBinary string
+	// CPUs (1–255) and MemoryMiB size the guest.
+	CPUs      int
+	MemoryMiB int
+	// AgentPort is the guest vsock port the agent listens on; it is bridged
+	// to the Unix socket AgentSocket().
+	AgentPort uint32
+	// Workload is the guest's program (a path inside RootDir) and its
+	// arguments; Env its environment (K=V); Workdir its working directory
+	// in the guest ("" = /).
+	Workload []string
+	Env      []string
+	Workdir  string
+	// ReadyTimeout bounds the wait for the agent socket; 0 means 10s.
+	ReadyTimeout time.Duration
+
+	// extraEnv is added to the VMM's environment (tests: KRUN_DOUBLE_*).
+	extraEnv []string
+}
+
+// VMM is a running (or ended) VMM process.
+type VMM struct {
+	cfg   Config
+	r     *reaper.Reaper
+	proc  *reaper.Process
+	group *reaper.Group
+
+	mu      sync.Mutex
+	stopped bool
+}
+
+// Start launches the sandbox's VMM and returns once its agent socket is
+// ready. On any error everything it made is undone first: the VMM's process
+// group killed and reaped, StateDir removed.
+//
+// Errors match errdefs: ErrInvalidArgument for a bad Config,
+// ErrAlreadyExists when StateDir exists, ErrFailedPrecondition when libkrun
+// or boxlite-vmm cannot be used (missing, or the test double found without
+// being named), ErrNotFound when the kernel file cannot be loaded, and
+// context.DeadlineExceeded when the agent socket is not ready within
+// ReadyTimeout. An error for a VMM that exited includes the end of vmm.log
+// and console.log.
+func Start(ctx context.Context, cfg Config, r *reaper.Reaper) (_ *VMM, retErr error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	bin, err := cfg.vmmBinary()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = DefaultReadyTimeout
+	}
+	if err := os.Mkdir(cfg.StateDir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("vmm: sandbox %s: state directory %s already exists: %w", cfg.ID, cfg.StateDir, errdefs.ErrAlreadyExists)
+		}
+		return nil, fmt.Errorf("vmm: sandbox %s: %w", cfg.ID, err)
+	}
+	v := &VMM{cfg: cfg, r: r}
+	defer func() {
+		if retErr != nil {
+			tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), teardownTimeout)
+			defer cancel()
+			if err := v.teardown(tctx); err != nil {
+				retErr = fmt.Errorf("%w (and cleaning up: %v)", retErr, err)
+			}
+		}
+	}()
+
+	staged, err := v.stageKernel()
+	if err != nil {
+		return nil, err
+	}
+	args, double := v.args(staged)
+	if double {
+		log.G(ctx).WithField("sandbox", cfg.ID).WithField("libkrun", cfg.LibkrunPath).
+			Warn("libkrun_path is the libkrun test double: the sandbox's workload runs as a host process, NOT in a VM (tests only)")
+	}
+	logf, err := os.OpenFile(filepath.Join(cfg.StateDir, VMMLogName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("vmm: sandbox %s: %w", cfg.ID, err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = cfg.StateDir
+	cmd.Env = v.env()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	proc, err := r.Start(cmd)
+	logf.Close()
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("vmm: sandbox %s: cannot run %s (install boxlite-vmm beside the shim: make vmm): %w: %w", cfg.ID, bin, err, errdefs.ErrFailedPrecondition)
+		}
+		return nil, fmt.Errorf("vmm: sandbox %s: starting %s: %w", cfg.ID, bin, err)
+	}
+	v.proc = proc
+	if v.group, err = r.RegisterGroup(proc.Pid()); err != nil {
+		return nil, fmt.Errorf("vmm: sandbox %s: %w", cfg.ID, err)
+	}
+	if err := v.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// Pid is the VMM's process ID (also its process group ID).
+func (v *VMM) Pid() int { return v.proc.Pid() }
+
+// StateDir is the sandbox's VMM state directory.
+func (v *VMM) StateDir() string { return v.cfg.StateDir }
+
+// AgentSocket is the host end of the agent's vsock port: <StateDir>/agent.sock.
+func (v *VMM) AgentSocket() string { return filepath.Join(v.cfg.StateDir, AgentSocketName) }
+
+// ConsoleLog is the guest console: <StateDir>/console.log.
+func (v *VMM) ConsoleLog() string { return filepath.Join(v.cfg.StateDir, ConsoleLogName) }
+
+// KernelLibrary is the staged kernel: <StateDir>/krunfw/libkrunfw.so.5.
+func (v *VMM) KernelLibrary() string {
+	return filepath.Join(v.cfg.StateDir, KernelDirName, KernelSOName)
+}
+
+// Done is closed when the VMM process has exited and been reaped.
+func (v *VMM) Done() <-chan struct{} { return v.proc.Done() }
+
+// Exit returns how the VMM process ended, once it has. Its status is the
+// VMM's, never a container's (see the package documentation).
+func (v *VMM) Exit() (reaper.Exit, bool) { return v.proc.Exit() }
+
+// Stop kills the VMM's process group (the VMM and, with the test double, the
+// workload), waits until the reaper has reaped the VMM and no member of the
+// group is left, and removes StateDir. It is idempotent: after one Stop has
+// succeeded, the others return nil at once. If ctx ends first, Stop returns
+// its error and may be called again.
+func (v *VMM) Stop(ctx context.Context) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.stopped {
+		return nil
+	}
+	if err := v.teardown(ctx); err != nil {
+		return fmt.Errorf("vmm: sandbox %s: stop: %w", v.cfg.ID, err)
+	}
+	v.stopped = true
+	return nil
+}
+
+// teardown kills and reaps the group (if started) and removes StateDir. It
+// removes StateDir even when the group could not be reaped in time (the
+// error says so); the group stays registered with the reaper until it has.
+func (v *VMM) teardown(ctx context.Context) error {
+	var errs []error
+	if v.proc != nil {
+		if err := v.killGroup(ctx); err != nil {
+			errs = append(errs, err)
+		} else if v.group != nil {
+			v.group.Unregister()
+		}
+	}
+	if err := os.RemoveAll(v.cfg.StateDir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// killGroup SIGKILLs the VMM's process group and waits until the VMM has been
+// reaped and no member of the group is left.
+func (v *VMM) killGroup(ctx context.Context) error {
+	pgid := v.proc.Pid()
+	_ = unix.Kill(-pgid, unix.SIGKILL)
+	_ = v.proc.Signal(unix.SIGKILL)
+	select {
+	case <-v.proc.Done():
+	case <-ctx.Done():
+		return fmt.Errorf("VMM %d not reaped: %w", pgid, ctx.Err())
+	}
+	// The VMM is gone; its group's other members (orphans, reparented to
+	// the subreaper) keep pgid from being reused until they are reaped.
+	deadline := time.Now().Add(groupGrace)
+	for unix.Kill(-pgid, 0) == nil {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("process group %d still has members %v %s after SIGKILL: nobody reaps them (is the shim a subreaper?)", pgid, groupMembers(pgid), groupGrace)
+		}
+		_ = unix.Kill(-pgid, unix.SIGKILL)
+		v.r.Reap()
+		select {
+		case <-time.After(5 * time.Millisecond):
+		case <-ctx.Done():
+			return fmt.Errorf("process group %d not empty: %w", pgid, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// groupMembers lists the processes (zombies too) in process group pgid.
+func groupMembers(pgid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if i := strings.LastIndexByte(string(b), ')'); err == nil && i >= 0 {
+			// After the comm: state ppid pgrp ...
+			if f := strings.Fields(string(b[i+1:])); len(f) > 2 && f[2] == strconv.Itoa(pgid) {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}
+
+func (c *Config) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("vmm: sandbox %s: "+format+": %w", append([]any{c.ID}, append(args, errdefs.ErrInvalidArgument)...)...)
+	}
+	switch {
+	case c.ID == "":
+		return bad("empty sandbox ID")
+	case !filepath.IsAbs(c.StateDir):
+		return bad("state directory %q is not an absolute path", c.StateDir)
+	case len(filepath.Join(c.StateDir, AgentSocketName)) > maxSocketPath:
+		return bad("state directory %s is too long: %s must fit in %d bytes (a Unix socket path)", c.StateDir, AgentSocketName, maxSocketPath)
+	case !filepath.IsAbs(c.RootDir):
+		return bad("guest root %q is not an absolute path", c.RootDir)
+	case c.Kernel.Path == "":
+		return bad("no kernel file for variant %q", c.Kernel.Name)
+	case c.CPUs < 1 || c.CPUs > 255:
+		return bad("%d vCPUs: must be 1-255", c.CPUs)
+	case c.MemoryMiB < 1 || int64(c.MemoryMiB) > 1<<32-1:
+		return bad("%d MiB of memory: out of range", c.MemoryMiB)
+	case c.AgentPort == 0:
+		return bad("no agent vsock port")
+	case len(c.Workload) == 0 || c.Workload[0] == "":
+		return bad("no workload")
+	}
+	if fi, err := os.Stat(c.RootDir); err != nil || !fi.IsDir() {
+		return bad("guest root %s is not a directory", c.RootDir)
+	}
+	return nil
+}
+
+func (c *Config) vmmBinary() (string, error) {
+	if c.VMMBinary != "" {
+		return c.VMMBinary, nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("vmm: locating %s beside the shim: %w", VMMBinaryName, err)
+	}
+	return filepath.Join(filepath.Dir(self), VMMBinaryName), nil
+}
+
+// stageKernel links <StateDir>/krunfw/libkrunfw.so.5 to the kernel file.
+func (v *VMM) stageKernel() (string, error) {
+	dir := filepath.Join(v.cfg.StateDir, KernelDirName)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return "", fmt.Errorf("vmm: sandbox %s: staging the kernel: %w", v.cfg.ID, err)
+	}
+	staged := filepath.Join(dir, KernelSOName)
+	if err := os.Symlink(v.cfg.Kernel.Path, staged); err != nil {
+		return "", fmt.Errorf("vmm: sandbox %s: staging the kernel: %w", v.cfg.ID, err)
+	}
+	return staged, nil
+}
+
+// args are boxlite-vmm's arguments; double reports the test double.
+func (v *VMM) args(stagedKernel string) (args []string, double bool) {
+	c := &v.cfg
+	lib := DefaultLibkrun
+	if c.LibkrunPath != "" {
+		lib = c.LibkrunPath
+	}
+	args = []string{"-libkrun", lib}
+	if c.LibkrunPath != "" && IsTestDouble(c.LibkrunPath) {
+		double = true
+		args = append(args, "-allow-test-double")
+	}
+	args = append(args,
+		"-krunfw", stagedKernel,
+		"-cpus", strconv.Itoa(c.CPUs),
+		"-memory-mib", strconv.Itoa(c.MemoryMiB),
+		"-root", c.RootDir,
+		"-vsock", fmt.Sprintf("%d:%s", c.AgentPort, v.AgentSocket()),
+		"-console", v.ConsoleLog(),
+	)
+	if c.Workdir != "" {
+		args = append(args, "-workdir", c.Workdir)
+	}
+	for _, e := range c.Env {
+		args = append(args, "-env", e)
+	}
+	args = append(args, "--")
+	return append(args, c.Workload...), double
+}
+
+// env is the VMM's environment: a fixed PATH and the library path (the staged
+// kernel first, then libkrun's directory, then the shim's LD_LIBRARY_PATH).
+func (v *VMM) env() []string {
+	libpath := []string{filepath.Join(v.cfg.StateDir, KernelDirName)}
+	if strings.Contains(v.cfg.LibkrunPath, "/") {
+		libpath = append(libpath, filepath.Dir(v.cfg.LibkrunPath))
+	}
+	for _, d := range filepath.SplitList(os.Getenv("LD_LIBRARY_PATH")) {
+		if d != "" {
+			libpath = append(libpath, d)
+		}
+	}
+	env := []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"LD_LIBRARY_PATH=" + strings.Join(libpath, ":"),
+	}
+	return append(env, v.cfg.extraEnv...)
+}
+
+// waitReady waits until the agent socket is ready, the VMM exits, ctx ends
+// or ReadyTimeout passes.
+func (v *VMM) waitReady(ctx context.Context) error {
+	timer := time.NewTimer(v.cfg.ReadyTimeout)
+	defer timer.Stop()
+	backoff := 2 * time.Millisecond
+	for {
+		if probe(v.AgentSocket()) {
+			select {
+			case <-v.proc.Done():
+				return v.exitedError()
+			default:
+				return nil
+			}
+		}
+		select {
+		case <-v.proc.Done():
+			return v.exitedError()
+		case <-ctx.Done():
+			return fmt.Errorf("vmm: sandbox %s: waiting for the agent socket: %w", v.cfg.ID, ctx.Err())
+		case <-timer.C:
+			return &kindError{kind: context.DeadlineExceeded, msg: fmt.Sprintf(
+				"vmm: sandbox %s: agent socket %s not ready after %s%s", v.cfg.ID, v.AgentSocket(), v.cfg.ReadyTimeout, v.logTails())}
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 50*time.Millisecond)
+	}
+}
+
+// probe reports whether a connection to sock is accepted and then neither
+// closed nor reset within readyProbe (or is answered).
+func probe(sock string) bool {
+	c, err := net.DialTimeout("unix", sock, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(readyProbe))
+	var b [1]byte
+	n, err := c.Read(b[:])
+	var ne net.Error
+	return n > 0 || errors.As(err, &ne) && ne.Timeout()
+}
+
+// exitedError describes a VMM that exited before it was ready, classified
+// by boxlite-vmm's own exit codes when its message confirms them (a
+// workload may exit with the same numbers).
+func (v *VMM) exitedError() error {
+	e, _ := v.proc.Exit()
+	var how string
+	switch {
+	case e.Unknown:
+		how = "exit status unknown"
+	case e.Signaled:
+		how = fmt.Sprintf("killed by signal %d", e.Status-128)
+	default:
+		how = fmt.Sprintf("exit status %d", e.Status)
+	}
+	vmmLog := tail(filepath.Join(v.cfg.StateDir, VMMLogName))
+	msg := fmt.Sprintf("vmm: sandbox %s: the VMM exited before its agent socket was ready (%s)%s", v.cfg.ID, how, v.logTails())
+	var kind error
+	switch {
+	case e.Signaled || e.Unknown:
+	case e.Status == 3 && strings.Contains(vmmLog, "boxlite-vmm: libkrun is not available"):
+		kind = errdefs.ErrFailedPrecondition
+	case e.Status == 4 && strings.Contains(vmmLog, "boxlite-vmm: refusing"):
+		kind = errdefs.ErrFailedPrecondition
+	case e.Status == 6 && strings.Contains(vmmLog, "boxlite-vmm: kernel library"):
+		kind = errdefs.ErrNotFound
+	case e.Status == 2 && strings.Contains(vmmLog, "boxlite-vmm: "):
+		kind = errdefs.ErrInvalidArgument
+	}
+	if kind == nil {
+		return errors.New(msg)
+	}
+	return &kindError{kind: kind, msg: msg}
+}
+
+func (v *VMM) logTails() string {
+	var b strings.Builder
+	for _, name := range []string{VMMLogName, ConsoleLogName} {
+		if t := tail(filepath.Join(v.cfg.StateDir, name)); t != "" {
+			fmt.Fprintf(&b, "; %s: %s", name, t)
+		}
+	}
+	return b.String()
+}
+
+// tail returns the last lines (at most 2 KiB) of a file, joined by " | ".
+func tail(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	const max = 2048
+	if fi, err := f.Stat(); err == nil && fi.Size() > max {
+		_, _ = f.Seek(-max, io.SeekEnd)
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, max))
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > 1 && len(b) == max {
+		lines = lines[1:] // the first is probably cut
+	}
+	for i := range lines {
+		lines[i] = strings.TrimSpace(lines[i])
+	}
+	return strings.Join(lines, " | ")
+}
+
+// kindError is an error with an errdefs (or context) class.
+type kindError struct {
+	kind error
+	msg  string
+}
+
+func (e *kindError) Error() string { return e.msg }
+func (e *kindError) Unwrap() error { return e.kind }
+
+// IsTestDouble reports whether the shared library at path is the libkrun test
+// double (it exports krun_test_double). It reads the ELF file and loads
+// nothing. A bare name (no "/") is not looked up and reports false.
+func IsTestDouble(path string) bool {
+	if !strings.Contains(path, "/") {
+		return false
+	}
+	f, err := elf.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	syms, err := f.DynamicSymbols()
+	if err != nil {
+		return false
+	}
+	for _, s := range syms {
+		if s.Name == "krun_test_double" && s.Section != elf.SHN_UNDEF {
+			return true
+		}
+	}
+	return false
+}

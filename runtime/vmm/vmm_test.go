@@ -1,0 +1,354 @@
+package vmm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/boxlite/boxlite-shim/kernel"
+	"github.com/boxlite/boxlite-shim/reaper"
+)
+
+// The double's call log shows exactly the configuration the VMM was given,
+// and that libkrunfw came from the staged file.
+func TestCallLogShowsConfiguration(t *testing.T) {
+	e := newEnv(t)
+	v := e.start(t)
+
+	a, hello := dialAgent(t, v.AgentSocket())
+	// PID 1 of a fresh PID namespace, cwd = workdir, the double says so, and
+	// the vsock port list matches the one fd it passed.
+	if want := "ok pid=1 "; !strings.HasPrefix(hello, want) || !strings.Contains(hello, " cwd=/work double=1 ports=1024") {
+		t.Errorf("greeting %q: want pid=1, cwd=/work, double=1, ports=1024", hello)
+	}
+	if got := a.ask(t, "env FOO"); got != "FOO=bar baz" {
+		t.Errorf("workload env FOO: %q", got)
+	}
+	if got := a.ask(t, "env LD_LIBRARY_PATH"); got != "LD_LIBRARY_PATH=" {
+		t.Errorf("the VMM's environment leaked into the workload: %q", got)
+	}
+
+	calls := readCalls(t, filepath.Join(v.StateDir(), "krun-calls.jsonl"))
+	if calls[0]["call"] != "krun_set_log_level" || calls[len(calls)-1]["call"] != "krun_start_enter" {
+		t.Errorf("call order: first %v, last %v", calls[0]["call"], calls[len(calls)-1]["call"])
+	}
+	for _, c := range calls {
+		if ret, ok := c["ret"].(float64); !ok || ret < 0 {
+			t.Errorf("call failed or unrecorded ret: %v", c)
+		}
+	}
+	check := func(c call, key string, want any) {
+		t.Helper()
+		if got := fmt.Sprint(c[key]); got != fmt.Sprint(want) {
+			t.Errorf("%s %s = %s, want %v", c["call"], key, got, want)
+		}
+	}
+	vc := find(t, calls, "krun_set_vm_config")
+	check(vc, "vcpus", 2)
+	check(vc, "ram_mib", 512)
+	check(find(t, calls, "krun_set_root"), "root", e.root)
+	check(find(t, calls, "krun_set_workdir"), "workdir", "/work")
+	ex := find(t, calls, "krun_set_exec")
+	check(ex, "exec_path", "/vmmworkload")
+	check(ex, "argv", []any{"serve"})
+	check(ex, "envp", []any{"FOO=bar baz"})
+	vs := find(t, calls, "krun_add_vsock_port2")
+	check(vs, "port", 1024)
+	check(vs, "filepath", filepath.Join(e.state, AgentSocketName))
+	check(vs, "listen", true)
+	check(find(t, calls, "krun_set_console_output"), "filepath", filepath.Join(e.state, ConsoleLogName))
+	fw := find(t, calls, "krunfw_load")
+	check(fw, "path", filepath.Join(e.state, KernelDirName, KernelSOName))
+	real, err := filepath.EvalSymlinks(tb.lean)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(fw, "realpath", real)
+	check(fw, "version", 5)
+	if size, _ := fw["size"].(float64); size < 1<<20 {
+		t.Errorf("krunfw_get_kernel size %v: not a kernel", fw["size"])
+	}
+	if got, _ := os.Readlink(v.KernelLibrary()); got != tb.lean {
+		t.Errorf("staged kernel links to %q, want %q", got, tb.lean)
+	}
+
+	// The workload's exit ends the VMM with its status (as libkrun does);
+	// it is the VMM's status, not a container's.
+	if _, err := fmt.Fprintln(a, "exit 7"); err != nil {
+		t.Fatal(err)
+	}
+	if ex := waitDone(t, v); ex.Status != 7 || ex.Signaled {
+		t.Errorf("VMM exit %+v, want status 7", ex)
+	}
+	console, _ := os.ReadFile(v.ConsoleLog())
+	if !strings.Contains(string(console), "vmmworkload: serve pid=1") || !strings.Contains(string(console), "vmmworkload: exit 7") {
+		t.Errorf("console log %q lacks the workload's output", console)
+	}
+	vmmLog, _ := os.ReadFile(filepath.Join(v.StateDir(), VMMLogName))
+	if !strings.Contains(string(vmmLog), "WARNING") || !strings.Contains(string(vmmLog), "test double") {
+		t.Errorf("vmm.log %q lacks the test-double warning", vmmLog)
+	}
+	exit := find(t, readCalls(t, filepath.Join(v.StateDir(), "krun-calls.jsonl")), "workload_exit")
+	check(exit, "status", 7)
+	if err := v.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.assertClean(t)
+}
+
+// The chosen kernel variant is what the VMM process has mapped.
+func TestKernelVariantIsMapped(t *testing.T) {
+	need(t)
+	if !tb.netReal {
+		t.Logf("the real net kernel %s is missing (run `make deps`): a stand-in blob %s plays the net variant", tb.netMissing, tb.net)
+	} else {
+		t.Logf("net variant: the real net kernel %s", tb.net)
+	}
+	blobs := map[kernel.Name]string{kernel.Lean: tb.lean, kernel.Net: tb.net}
+	for _, name := range []kernel.Name{kernel.Lean, kernel.Net} {
+		t.Run(string(name), func(t *testing.T) {
+			e := newEnv(t)
+			e.cfg.Kernel = kernel.Source{Name: name, Path: blobs[name]}
+			v := e.start(t)
+			maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", v.Pid()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for n, blob := range blobs {
+				real, err := filepath.EvalSymlinks(blob)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if mapped := strings.Contains(string(maps), real); mapped != (n == name) {
+					t.Errorf("variant %s: %s mapped=%v in /proc/%d/maps", name, real, mapped, v.Pid())
+				}
+			}
+			if err := v.Stop(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			e.assertClean(t)
+		})
+	}
+}
+
+func TestStartFailures(t *testing.T) {
+	need(t)
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, e *env)
+		want  []string
+		kind  func(error) bool
+		// raceStatus, when not 0, is the workload's exit status in a case
+		// where the workload exits after the VMM has created the agent
+		// socket: under load the readiness probe may see the socket
+		// answer first. Start then succeeds and the VMM must end with
+		// that status at once.
+		raceStatus int
+	}{
+		{
+			name:  "libkrun absent",
+			setup: func(t *testing.T, e *env) { e.cfg.LibkrunPath = filepath.Join(e.base, "nowhere", "libkrun.so.1") },
+			want:  []string{"libkrun is not available", "install libkrun", "exit status 3"},
+			kind:  errdefs.IsFailedPrecondition,
+		},
+		{
+			name:  "libkrun call fails",
+			setup: func(t *testing.T, e *env) { e.cfg.extraEnv = []string{"KRUN_DOUBLE_FAIL=krun_set_root"} },
+			want:  []string{"boxlite-vmm: krun_set_root: Invalid argument", "exit status 5"},
+		},
+		{
+			name:  "kernel blob missing",
+			setup: func(t *testing.T, e *env) { e.cfg.Kernel.Path = filepath.Join(e.base, "nowhere", KernelSOName) },
+			want:  []string{"kernel library", KernelSOName, "exit status 6"},
+			kind:  errdefs.IsNotFound,
+		},
+		{
+			name: "test double found through the loader path",
+			setup: func(t *testing.T, e *env) {
+				e.cfg.LibkrunPath = ""
+				t.Setenv("LD_LIBRARY_PATH", filepath.Dir(tb.double))
+			},
+			want: []string{"refusing libkrun.so.1", "test double", "exit status 4"},
+			kind: errdefs.IsFailedPrecondition,
+		},
+		{
+			name:       "workload exits at once",
+			setup:      func(t *testing.T, e *env) { e.cfg.Workload = []string{"/vmmworkload", "exit-now", "9"} },
+			want:       []string{"exited before its agent socket was ready", "exit status 9", "vmmworkload: exit-now"},
+			raceStatus: 9,
+		},
+		{
+			name:       "workload not found",
+			setup:      func(t *testing.T, e *env) { e.cfg.Workload = []string{"/nonexistent"} },
+			want:       []string{"exit status 127", "/nonexistent: errno 2"},
+			raceStatus: 127,
+		},
+		{
+			name: "agent never listens",
+			setup: func(t *testing.T, e *env) {
+				e.cfg.Workload = []string{"/vmmworkload", "close-and-wait"}
+				e.cfg.ReadyTimeout = time.Second
+			},
+			want: []string{"not ready after 1s"},
+			kind: func(err error) bool { return errors.Is(err, context.DeadlineExceeded) },
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			tc.setup(t, e)
+			v, err := Start(context.Background(), e.cfg, reaper.Default())
+			if err == nil && tc.raceStatus != 0 {
+				t.Logf("the workload's exit lost the race with the readiness probe: Start succeeded")
+				if ex := waitDone(t, v); ex.Status != tc.raceStatus {
+					t.Errorf("VMM exit %+v, want status %d", ex, tc.raceStatus)
+				}
+				if err := v.Stop(context.Background()); err != nil {
+					t.Error(err)
+				}
+				e.assertClean(t)
+				return
+			}
+			if err == nil {
+				v.Stop(context.Background())
+				t.Fatal("Start succeeded")
+			}
+			t.Logf("error: %v", err)
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q", w)
+				}
+			}
+			if tc.kind != nil && !tc.kind(err) {
+				t.Errorf("error has the wrong errdefs class")
+			}
+			e.assertClean(t)
+		})
+	}
+}
+
+func TestStartCancelled(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.Workload = []string{"/vmmworkload", "close-and-wait"}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := Start(ctx, e.cfg, reaper.Default()); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Start: %v, want the context's error", err)
+	}
+	e.assertClean(t)
+}
+
+func TestStartRefusesBadConfig(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.CPUs = 0
+	if _, err := Start(context.Background(), e.cfg, reaper.Default()); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("0 CPUs: %v", err)
+	}
+	e.cfg.CPUs = 1
+	e.cfg.StateDir = "/" + strings.Repeat("x", 100)
+	if _, err := Start(context.Background(), e.cfg, reaper.Default()); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "too long") {
+		t.Errorf("long state dir: %v", err)
+	}
+	e.cfg.StateDir = e.state
+	if err := os.Mkdir(e.state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Start(context.Background(), e.cfg, reaper.Default()); !errdefs.IsAlreadyExists(err) {
+		t.Errorf("existing state dir: %v", err)
+	}
+	if _, err := os.Stat(e.state); err != nil {
+		t.Errorf("Start removed a state directory it did not create: %v", err)
+	}
+	os.Remove(e.state)
+	e.assertClean(t)
+}
+
+func TestStop(t *testing.T) {
+	e := newEnv(t)
+	v := e.start(t)
+	wpid := int(find(t, readCalls(t, filepath.Join(v.StateDir(), "krun-calls.jsonl")), "krun_start_enter")["workload_pid"].(float64))
+	if err := v.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-v.Done():
+	default:
+		t.Fatal("Stop returned before the VMM was reaped")
+	}
+	if ex, _ := v.Exit(); !ex.Signaled || ex.Status != 128+9 {
+		t.Errorf("exit %+v, want killed by SIGKILL", ex)
+	}
+	for _, pid := range []int{v.Pid(), wpid} {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			t.Errorf("process %d still exists after Stop", pid)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		if err := v.Stop(context.Background()); err != nil {
+			t.Errorf("Stop again: %v", err)
+		}
+	}
+	e.assertClean(t)
+}
+
+func TestStopAfterWorkloadExit(t *testing.T) {
+	e := newEnv(t)
+	v := e.start(t)
+	a, _ := dialAgent(t, v.AgentSocket())
+	fmt.Fprintln(a, "exit 0")
+	if ex := waitDone(t, v); ex.Status != 0 || ex.Signaled {
+		t.Errorf("exit %+v", ex)
+	}
+	if err := v.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.assertClean(t)
+}
+
+// Without -krunfw and with no libkrunfw.so.5 on the library path, the double
+// fails krun_create_ctx with ENOENT, as libkrun does.
+func TestDoubleNeedsKrunfwOnLibraryPath(t *testing.T) {
+	e := newEnv(t)
+	empty := filepath.Join(e.base, "empty")
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(e.base, "calls.jsonl")
+	cmd := exec.Command(tb.vmm, "-libkrun", tb.double, "-allow-test-double", "-root", e.root, "--", "/vmmworkload")
+	cmd.Dir = e.base
+	cmd.Env = []string{"LD_LIBRARY_PATH=" + empty, "KRUN_DOUBLE_LOG=" + logPath}
+	out, err := cmd.CombinedOutput()
+	fw := find(t, readCalls(t, logPath), "krunfw_load")
+	if fw["ret"] == 0.0 {
+		t.Skipf("a libkrunfw.so.5 is installed on this system (%v): cannot test its absence", fw["realpath"])
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 5 || !strings.Contains(string(out), "krun_create_ctx: No such file or directory") {
+		t.Errorf("boxlite-vmm: %v\n%s", err, out)
+	}
+	if fw["ret"] != -2.0 || !strings.Contains(fmt.Sprint(fw["error"]), "libkrunfw.so.5") {
+		t.Errorf("krunfw_load logged %v", fw)
+	}
+}
+
+func TestIsTestDouble(t *testing.T) {
+	need(t)
+	for path, want := range map[string]bool{
+		tb.double:              true,
+		tb.lean:                false,
+		tb.vmm:                 false,
+		"libkrun.so.1":         false,
+		"/nonexistent/lib.so1": false,
+	} {
+		if got := IsTestDouble(path); got != want {
+			t.Errorf("IsTestDouble(%s) = %v", path, got)
+		}
+	}
+}

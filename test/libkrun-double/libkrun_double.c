@@ -1,0 +1,399 @@
+/*
+ * libkrun test double (soname libkrun.so.1): implements the part of libkrun's
+ * C API that boxlite-vmm uses, for machines where no guest can boot.
+ * See DESIGN.md, "Testing where no guest can boot".
+ *
+ *  - Every call is recorded, with its arguments and return value, as one JSON
+ *    line in $KRUN_DOUBLE_LOG, else ./krun-calls.jsonl (the VMM's cwd is the
+ *    sandbox state directory).
+ *  - krun_create_ctx dlopens "libkrunfw.so.5" through the loader's search path,
+ *    as libkrun does, calls krunfw_get_version/krunfw_get_kernel and logs what
+ *    it got and from where ("krunfw_load"). The library stays mapped.
+ *  - krun_start_enter listens on the Unix socket of each listen=true vsock
+ *    port, runs the workload as a HOST process in new mount/PID/UTS/IPC
+ *    namespaces (not network: the VMM's is the pod's) rooted at the configured
+ *    root, with the sockets as fds 3.. (LISTEN_FDS, BOXLITE_VSOCK_PORTS) and
+ *    BOXLITE_TEST_DOUBLE=1, then waits and _exit()s with its status (code, or
+ *    128+signal), as libkrun does when the guest ends. It is not a VM.
+ *  - KRUN_DOUBLE_FAIL=name[,name...] makes the named calls fail with -EINVAL.
+ *
+ * Build: cc -shared -fPIC -Wl,-soname,libkrun.so.1 -o libkrun.so.1 libkrun_double.c -ldl
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <link.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define MAXCTX 8
+#define MAXPORTS 16
+
+struct port { uint32_t port; char *path; bool listen; };
+struct ctx {
+	char *root, *workdir, *exec, *console;
+	char **argv, **envp; /* NULL-terminated copies; envp NULL = inherit */
+	struct port ports[MAXPORTS];
+	int nports;
+};
+static struct ctx *ctxs[MAXCTX];
+static void *krunfw;
+static int logfd = -1;
+
+static void *xrealloc(void *p, size_t n) { p = realloc(p, n ? n : 1); if (!p) abort(); return p; }
+static char *xstrdup(const char *s) { return s ? strcpy(xrealloc(NULL, strlen(s) + 1), s) : NULL; }
+
+static char **strv_dup(const char *const *v)
+{
+	size_t n = 0;
+	while (v && v[n]) n++;
+	char **out = xrealloc(NULL, (n + 1) * sizeof(*out));
+	for (size_t i = 0; i < n; i++) out[i] = xstrdup(v[i]);
+	out[n] = NULL;
+	return out;
+}
+static void strv_free(char **v) { for (size_t i = 0; v && v[i]; i++) free(v[i]); free(v); }
+
+/* ---- one JSON line per call ---- */
+struct jl { char *b; size_t n, cap; };
+static void jl_raw(struct jl *j, const char *s, size_t n)
+{
+	if (j->n + n + 1 > j->cap) { j->cap = (j->n + n + 1) * 2; j->b = xrealloc(j->b, j->cap); }
+	memcpy(j->b + j->n, s, n);
+	j->n += n;
+	j->b[j->n] = 0;
+}
+static void jl_s(struct jl *j, const char *s) { jl_raw(j, s, strlen(s)); }
+static void jl_qstr(struct jl *j, const char *s)
+{
+	if (!s) { jl_s(j, "null"); return; }
+	jl_s(j, "\"");
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		char e[8];
+		if (*p == '"' || *p == '\\') { e[0] = '\\'; e[1] = (char)*p; jl_raw(j, e, 2); }
+		else if (*p < 0x20) { snprintf(e, sizeof e, "\\u%04x", *p); jl_s(j, e); }
+		else jl_raw(j, (const char *)p, 1);
+	}
+	jl_s(j, "\"");
+}
+static void jl_key(struct jl *j, const char *k) { jl_s(j, ","); jl_qstr(j, k); jl_s(j, ":"); }
+static void jl_str(struct jl *j, const char *k, const char *v) { jl_key(j, k); jl_qstr(j, v); }
+static void jl_int(struct jl *j, const char *k, long long v) { char b[32]; snprintf(b, sizeof b, "%lld", v); jl_key(j, k); jl_s(j, b); }
+static void jl_uint(struct jl *j, const char *k, unsigned long long v) { char b[32]; snprintf(b, sizeof b, "%llu", v); jl_key(j, k); jl_s(j, b); }
+static void jl_bool(struct jl *j, const char *k, bool v) { jl_key(j, k); jl_s(j, v ? "true" : "false"); }
+static void jl_strv(struct jl *j, const char *k, const char *const *v)
+{
+	jl_key(j, k);
+	if (!v) { jl_s(j, "null"); return; }
+	jl_s(j, "[");
+	for (size_t i = 0; v[i]; i++) { if (i) jl_s(j, ","); jl_qstr(j, v[i]); }
+	jl_s(j, "]");
+}
+static void jl_begin(struct jl *j, const char *call) { j->b = NULL; j->n = j->cap = 0; jl_s(j, "{\"call\":"); jl_qstr(j, call); }
+static void jl_write(struct jl *j)
+{
+	jl_s(j, "}\n");
+	if (logfd < 0) {
+		const char *p = getenv("KRUN_DOUBLE_LOG");
+		logfd = open(p && *p ? p : "krun-calls.jsonl", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	}
+	if (logfd >= 0 && write(logfd, j->b, j->n) != (ssize_t)j->n)
+		fprintf(stderr, "libkrun-double: writing the call log: %s\n", strerror(errno));
+	free(j->b);
+	j->b = NULL;
+}
+/* Adds "ret", writes the line, returns ret. */
+static int32_t jl_done(struct jl *j, int32_t ret) { jl_int(j, "ret", ret); jl_write(j); return ret; }
+
+/* 0, or -EINVAL (logged as injected) when KRUN_DOUBLE_FAIL names call. */
+static int32_t inject(struct jl *j, const char *call)
+{
+	const char *f = getenv("KRUN_DOUBLE_FAIL");
+	size_t n = strlen(call);
+	for (const char *p = f; p && *p; p += strcspn(p, ","), p += (*p == ',')) {
+		if (strncmp(p, call, n) == 0 && (p[n] == ',' || p[n] == 0)) { jl_bool(j, "injected", true); return -EINVAL; }
+	}
+	return 0;
+}
+
+/* The ctx for id or NULL (and *ret = -EINVAL); also applies KRUN_DOUBLE_FAIL. */
+static struct ctx *get(struct jl *j, uint32_t id, const char *call, int32_t *ret)
+{
+	jl_uint(j, "ctx", id);
+	*ret = (id < MAXCTX && ctxs[id]) ? inject(j, call) : -EINVAL;
+	return *ret ? NULL : ctxs[id];
+}
+
+int krun_test_double(void) { return 1; }
+
+int32_t krun_set_log_level(uint32_t level)
+{
+	struct jl j; jl_begin(&j, "krun_set_log_level"); jl_uint(&j, "level", level);
+	return jl_done(&j, level > 5 ? -EINVAL : inject(&j, "krun_set_log_level"));
+}
+
+typedef char *(*get_kernel_fn)(size_t *, size_t *, size_t *);
+typedef int (*get_version_fn)(void);
+
+/* Loads libkrunfw.so.5 once per process, by soname, as libkrun does. */
+static int32_t load_krunfw(void)
+{
+	if (krunfw) return 0;
+	struct jl j; jl_begin(&j, "krunfw_load"); jl_str(&j, "soname", "libkrunfw.so.5");
+	void *h = dlopen("libkrunfw.so.5", RTLD_NOW);
+	if (!h) {
+		const char *e = dlerror();
+		fprintf(stderr, "libkrun-double: dlopen libkrunfw.so.5: %s\n", e);
+		jl_str(&j, "error", e);
+		return jl_done(&j, -ENOENT);
+	}
+	get_kernel_fn gk = (get_kernel_fn)dlsym(h, "krunfw_get_kernel");
+	get_version_fn gv = (get_version_fn)dlsym(h, "krunfw_get_version");
+	size_t load = 0, entry = 0, size = 0;
+	char *k = (gk && gv) ? gk(&load, &entry, &size) : NULL;
+	struct link_map *lm = NULL;
+	char real[PATH_MAX];
+	if (dlinfo(h, RTLD_DI_LINKMAP, &lm) == 0 && lm) {
+		jl_str(&j, "path", lm->l_name);
+		jl_str(&j, "realpath", realpath(lm->l_name, real) ? real : NULL);
+	}
+	if (!k) {
+		fprintf(stderr, "libkrun-double: libkrunfw.so.5 has no usable krunfw_get_kernel/krunfw_get_version\n");
+		jl_str(&j, "error", "no kernel from krunfw_get_kernel");
+		dlclose(h);
+		return jl_done(&j, -EINVAL);
+	}
+	jl_int(&j, "version", gv());
+	jl_uint(&j, "load_addr", load);
+	jl_uint(&j, "entry_addr", entry);
+	jl_uint(&j, "size", size);
+	krunfw = h; /* never closed: stays mapped for the VMM's lifetime */
+	return jl_done(&j, 0);
+}
+
+int32_t krun_create_ctx(void)
+{
+	struct jl j; jl_begin(&j, "krun_create_ctx");
+	int32_t ret = inject(&j, "krun_create_ctx");
+	if (!ret) ret = load_krunfw();
+	for (int i = 0; !ret && i <= MAXCTX; i++) {
+		if (i == MAXCTX) ret = -ENOMEM;
+		else if (!ctxs[i]) { ctxs[i] = xrealloc(NULL, sizeof(struct ctx)); memset(ctxs[i], 0, sizeof(struct ctx)); ret = i; break; }
+	}
+	return jl_done(&j, ret);
+}
+
+int32_t krun_free_ctx(uint32_t id)
+{
+	struct jl j; jl_begin(&j, "krun_free_ctx");
+	int32_t ret;
+	struct ctx *c = get(&j, id, "krun_free_ctx", &ret);
+	if (c) {
+		free(c->root); free(c->workdir); free(c->exec); free(c->console);
+		strv_free(c->argv); strv_free(c->envp);
+		for (int i = 0; i < c->nports; i++) free(c->ports[i].path);
+		free(c);
+		ctxs[id] = NULL;
+	}
+	return jl_done(&j, ret);
+}
+
+int32_t krun_set_vm_config(uint32_t id, uint8_t vcpus, uint32_t ram_mib)
+{
+	struct jl j; jl_begin(&j, "krun_set_vm_config");
+	int32_t ret;
+	get(&j, id, "krun_set_vm_config", &ret);
+	jl_uint(&j, "vcpus", vcpus); jl_uint(&j, "ram_mib", ram_mib);
+	return jl_done(&j, !ret && (vcpus == 0 || ram_mib == 0) ? -EINVAL : ret);
+}
+
+/* Shared body of the calls that set one path. */
+static int32_t set_path(const char *call, uint32_t id, const char *key, const char *v, size_t field)
+{
+	struct jl j; jl_begin(&j, call);
+	int32_t ret;
+	struct ctx *c = get(&j, id, call, &ret);
+	jl_str(&j, key, v);
+	if (c && !v) ret = -EINVAL;
+	else if (c) { char **f = (char **)((char *)c + field); free(*f); *f = xstrdup(v); }
+	return jl_done(&j, ret);
+}
+int32_t krun_set_root(uint32_t id, const char *root) { return set_path("krun_set_root", id, "root", root, offsetof(struct ctx, root)); }
+int32_t krun_set_workdir(uint32_t id, const char *wd) { return set_path("krun_set_workdir", id, "workdir", wd, offsetof(struct ctx, workdir)); }
+int32_t krun_set_console_output(uint32_t id, const char *f) { return set_path("krun_set_console_output", id, "filepath", f, offsetof(struct ctx, console)); }
+
+/* argv excludes the program name, as in libkrun. */
+int32_t krun_set_exec(uint32_t id, const char *exec_path, const char *const argv[], const char *const envp[])
+{
+	struct jl j; jl_begin(&j, "krun_set_exec");
+	int32_t ret;
+	struct ctx *c = get(&j, id, "krun_set_exec", &ret);
+	jl_str(&j, "exec_path", exec_path); jl_strv(&j, "argv", argv); jl_strv(&j, "envp", envp);
+	if (c && !exec_path) ret = -EINVAL;
+	else if (c) {
+		free(c->exec); strv_free(c->argv); strv_free(c->envp);
+		c->exec = xstrdup(exec_path);
+		c->argv = strv_dup(argv);
+		c->envp = envp ? strv_dup(envp) : NULL;
+	}
+	return jl_done(&j, ret);
+}
+
+int32_t krun_add_vsock_port2(uint32_t id, uint32_t port, const char *filepath, bool listen)
+{
+	struct jl j; jl_begin(&j, "krun_add_vsock_port2");
+	int32_t ret;
+	struct ctx *c = get(&j, id, "krun_add_vsock_port2", &ret);
+	jl_uint(&j, "port", port); jl_str(&j, "filepath", filepath); jl_bool(&j, "listen", listen);
+	if (c && (!filepath || c->nports == MAXPORTS)) ret = -EINVAL;
+	else if (c) c->ports[c->nports++] = (struct port){ port, xstrdup(filepath), listen };
+	return jl_done(&j, ret);
+}
+
+/* ---- krun_start_enter ---- */
+
+/* Async-signal-safe failure report for the forked child. */
+static void die(const char *what, int code)
+{
+	char b[16]; int n = 0, e = errno;
+	do b[sizeof b - 1 - n++] = (char)('0' + e % 10); while ((e /= 10) && n < 10);
+	(void)!write(2, "libkrun-double: workload setup: ", 32);
+	(void)!write(2, what, strlen(what));
+	(void)!write(2, ": errno ", 8);
+	(void)!write(2, b + sizeof b - n, n);
+	(void)!write(2, "\n", 1);
+	_exit(code);
+}
+
+/* The workload side of the clone: only async-signal-safe calls from here. */
+static void child(struct ctx *c, const int *fds, int n, int console, int gate, char *const argv[], char *const envp[])
+{
+	sigset_t none;
+	char b;
+	struct sigaction dfl = { .sa_handler = SIG_DFL };
+	for (int s = 1; s < NSIG; s++) sigaction(s, &dfl, NULL); /* drop the Go runtime's handlers */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	prctl(PR_SET_PDEATHSIG, SIGKILL); /* the guest dies with its VMM */
+	while (read(gate, &b, 1) < 0 && errno == EINTR) {} /* EOF: the parent has logged our pid */
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)) die("make mounts private", 125);
+	if (mount(c->root, c->root, NULL, MS_BIND | MS_REC, NULL)) die("bind mount root", 125);
+	if (chdir(c->root)) die("chdir root", 125);
+	if (syscall(SYS_pivot_root, ".", ".") == 0) {
+		if (umount2(".", MNT_DETACH)) die("detach old root", 125);
+	} else if (chroot(".")) {
+		die("pivot_root and chroot", 125);
+	}
+	if (chdir("/")) die("chdir /", 125);
+	struct stat st;
+	if (stat("/proc", &st) == 0 && S_ISDIR(st.st_mode) &&
+	    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)) die("mount /proc", 125);
+	if (c->workdir && chdir(c->workdir)) die("chdir workdir", 125);
+	if (console >= 0 && (dup2(console, 1) < 0 || dup2(console, 2) < 0)) die("console", 125);
+	int tmp[MAXPORTS];
+	for (int i = 0; i < n; i++)
+		if ((tmp[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3 + n)) < 0) die("move listen fd", 125);
+	for (int i = 0; i < n; i++)
+		if (dup2(tmp[i], 3 + i) < 0) die("dup2 listen fd", 125); /* dup2 clears FD_CLOEXEC */
+	execve(argv[0], argv, envp);
+	die(argv[0], errno == ENOENT ? 127 : 126);
+}
+
+static bool overridden(const char *kv)
+{
+	static const char *const keys[] = { "LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=", "BOXLITE_VSOCK_PORTS=", "BOXLITE_TEST_DOUBLE=", NULL };
+	for (int i = 0; keys[i]; i++) if (strncmp(kv, keys[i], strlen(keys[i])) == 0) return true;
+	return false;
+}
+
+int32_t krun_start_enter(uint32_t id)
+{
+	struct jl j; jl_begin(&j, "krun_start_enter");
+	int32_t ret;
+	struct ctx *c = get(&j, id, "krun_start_enter", &ret);
+	if (c && (!c->root || !c->exec)) ret = -EINVAL;
+	if (!c || ret) return jl_done(&j, ret);
+
+	int fds[MAXPORTS], n = 0, console = -1;
+	char ports[MAXPORTS * 11 + 32] = "BOXLITE_VSOCK_PORTS=", nfds[32];
+	for (int i = 0; i < c->nports && !ret; i++) {
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		if (!c->ports[i].listen) continue; /* guest-initiated ports are not bridged */
+		if (strlen(c->ports[i].path) >= sizeof sa.sun_path) { ret = -ENAMETOOLONG; break; }
+		strcpy(sa.sun_path, c->ports[i].path);
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0) { ret = -errno; break; }
+		unlink(sa.sun_path);
+		if (bind(fd, (struct sockaddr *)&sa, sizeof sa) || listen(fd, 128)) { ret = -errno; close(fd); break; }
+		fds[n++] = fd;
+		snprintf(ports + strlen(ports), sizeof ports - strlen(ports), "%s%u", n > 1 ? "," : "", c->ports[i].port);
+	}
+	if (!ret && c->console && (console = open(c->console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0) ret = -errno;
+
+	/* argv = exec_path + argv; env = envp (or ours) + the socket-activation vars. */
+	size_t na = 0, ne = 0, k = 0;
+	char **env = c->envp ? c->envp : environ;
+	while (c->argv[na]) na++;
+	while (env[ne]) ne++;
+	char **av = xrealloc(NULL, (na + 2) * sizeof(*av)), **ev = xrealloc(NULL, (ne + 5) * sizeof(*ev));
+	av[0] = c->exec;
+	memcpy(av + 1, c->argv, (na + 1) * sizeof(*av));
+	for (size_t i = 0; i < ne; i++) if (!overridden(env[i])) ev[k++] = env[i];
+	snprintf(nfds, sizeof nfds, "LISTEN_FDS=%d", n);
+	ev[k++] = nfds; ev[k++] = "LISTEN_PID=1"; ev[k++] = ports; ev[k++] = "BOXLITE_TEST_DOUBLE=1"; ev[k] = NULL;
+
+	pid_t pid = -1;
+	int gate[2] = { -1, -1 };
+	if (!ret && pipe2(gate, O_CLOEXEC)) ret = -errno;
+	if (!ret) {
+		sigset_t all, old;
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old); /* no Go signal handler may run in the child */
+		pid = (pid_t)syscall(SYS_clone, CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD, 0, 0, 0, 0);
+		if (pid == 0) { close(gate[1]); child(c, fds, n, console, gate[0], av, ev); }
+		int e = errno;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (pid < 0) ret = -e;
+	}
+	for (int i = 0; i < n; i++) close(fds[i]); /* the workload holds them now */
+	if (console >= 0) close(console);
+	if (gate[0] >= 0) close(gate[0]);
+	free(av); free(ev);
+	if (ret) {
+		if (gate[1] >= 0) close(gate[1]);
+		for (int i = 0; i < c->nports; i++) if (c->ports[i].listen) unlink(c->ports[i].path);
+		fprintf(stderr, "libkrun-double: krun_start_enter: %s\n", strerror(-ret));
+		return jl_done(&j, ret);
+	}
+	jl_int(&j, "workload_pid", pid);
+	jl_done(&j, 0);
+	close(gate[1]); /* let the workload go */
+
+	int st = 0;
+	pid_t w;
+	while ((w = waitpid(pid, &st, 0)) < 0 && errno == EINTR) {}
+	int code = w < 0 ? 255 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	jl_begin(&j, "workload_exit");
+	jl_int(&j, "workload_pid", pid); jl_int(&j, "status", code); jl_bool(&j, "signaled", w > 0 && WIFSIGNALED(st));
+	jl_write(&j);
+	for (int i = 0; i < c->nports; i++) if (c->ports[i].listen) unlink(c->ports[i].path);
+	_exit(code);
+}
