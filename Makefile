@@ -3,6 +3,7 @@
 #   make                       build with the lean kernel embedded
 #   make KERNELS=net           embed net only;  make KERNELS="lean net"  both
 #   make KERNELS=              embed nothing (kernels come from [kernel.paths])
+#   make generate              regenerate the agent API from runtime/agent/api/agent.proto
 #   make deps                  provision kernels, containerd, ctr, crictl, CNI (cached)
 #   make test                  deps + build + the whole test suite
 #   make demo                  a private containerd running containers through the shim
@@ -19,17 +20,25 @@ PKG           := github.com/boxlite/boxlite-shim
 LDFLAGS       := -X $(PKG)/runtime/version.Version=$(VERSION) -X $(PKG)/runtime/version.Revision=$(REVISION)
 BLOBS         := $(foreach k,$(KERNELS),kernel/blobs/$(k)/libkrunfw.so.5.zst)
 
-.PHONY: all build shim vmm deps test unit e2e vet fmt demo clean blobs testbins FORCE
+.PHONY: all build shim vmm agent generate deps test unit e2e vet fmt demo clean blobs testbins FORCE
 
 all: build
 
-build: shim vmm
+build: shim vmm agent
 
 shim: $(BLOBS)
 	CGO_ENABLED=0 $(GO) build -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/containerd-shim-boxlite-v2 ./cmd/containerd-shim-boxlite-v2
 
 vmm:
 	CGO_ENABLED=1 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/boxlite-vmm ./cmd/boxlite-vmm
+
+# The guest agent is static: it runs as the guest's init, and on the host under the test double.
+agent:
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/boxlite-agent ./cmd/boxlite-agent
+
+# Regenerates runtime/agent/api from agent.proto (needs protoc: Debian's protobuf-compiler).
+generate:
+	runtime/agent/api/generate.sh
 
 # An embedded kernel comes from the deps cache, compressed and checksummed.
 kernel/blobs/%/libkrunfw.so.5.zst: $(BOXLITE_DEPS)/kernels/%/libkrunfw.so.5
@@ -47,6 +56,7 @@ deps:
 testbins:
 	mkdir -p $(BIN)/test
 	cc -O2 -Wall -shared -fPIC -Wl,-soname,libkrun.so.1 -o $(BIN)/test/libkrun.so.1 test/libkrun-double/libkrun_double.c -ldl
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/test/vmmworkload ./test/vmmworkload
 
 vet:
 	$(GO) vet ./...

@@ -1,0 +1,116 @@
+// Command boxlite-agent is the guest agent of a boxlite micro-VM: the VM's
+// workload (PID 1), it serves the agent API (runtime/agent/api) on vsock and
+// runs the pod's containers inside the guest.
+//
+//	boxlite-agent [-vsock-port 1024] [-cgroup-root /sys/fs/cgroup/boxlite] [-init auto|yes|no]
+//
+// Listening: on AF_VSOCK, port -vsock-port; when LISTEN_FDS is set (the libkrun
+// test double, which runs the agent as a host process, passes the bridge's
+// listening Unix sockets as fds 3.. with BOXLITE_VSOCK_PORTS listing their
+// ports in fd order), on the inherited socket whose port is -vsock-port.
+//
+// SIGTERM or SIGINT make it kill its containers, clean up and exit 0, as
+// the Shutdown call does.
+//
+// As init (PID 1, or -init yes) it makes the mount tree private, mounts /proc,
+// /sys, /dev, /sys/fs/cgroup and /tmp where they are missing, and reaps every
+// process of the guest. Otherwise it makes itself a child subreaper, so that
+// the orphans of its containers still come back to it.
+//
+// Containers are started through re-executions of this binary: the hidden
+// subcommands "init-container" and "exec-process" (see child.go) prepare a
+// process in the container's namespaces and then exec the container's program.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case childInitCmd, childExecCmd:
+			runtime.LockOSThread()
+			os.Exit(childMain(os.Args[1]))
+		}
+	}
+	log.SetFlags(log.Lmicroseconds)
+	log.SetPrefix("boxlite-agent: ")
+
+	port := flag.Uint("vsock-port", 1024, "vsock port to serve the agent API on")
+	cgroupRoot := flag.String("cgroup-root", "/sys/fs/cgroup/boxlite", "cgroup v2 directory under which each container gets its leaf")
+	initMode := flag.String("init", "auto", "act as the guest's init (mount /proc, /sys, /dev, cgroup2, /tmp): auto (when PID 1), yes, no")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "boxlite-agent: unexpected arguments %q\n", flag.Args())
+		os.Exit(2)
+	}
+
+	var asInit bool
+	switch *initMode {
+	case "auto":
+		asInit = os.Getpid() == 1
+	case "yes":
+		asInit = true
+	case "no":
+	default:
+		log.Fatalf("-init %q: want auto, yes or no", *initMode)
+	}
+
+	var warnings []string
+	if asInit {
+		warnings = setupGuest()
+	}
+	if os.Getpid() != 1 {
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			log.Fatalf("become child subreaper: %v", err)
+		}
+	}
+	// Catch, never ignore, the signals that would end a plain process: an
+	// ignored disposition would be inherited by every container process.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGPIPE, syscall.SIGTERM, syscall.SIGINT)
+
+	l, err := listen(uint32(*port))
+	if err != nil {
+		log.Fatalf("listen: %v", err)
+	}
+	a, err := newAgent(*cgroupRoot, warnings)
+	if err != nil {
+		log.Fatalf("%v", err)
+	}
+	go func() {
+		for s := range sigs {
+			if s == syscall.SIGTERM || s == syscall.SIGINT {
+				log.Printf("%v: shutting down", s)
+				a.shutdown()
+				unix.Sync()
+				os.Exit(0)
+			}
+			log.Printf("ignoring signal %v", s)
+		}
+	}()
+	log.Printf("serving on %s (port %d), %s, pid %d", l.Addr(), *port, a.environment(), os.Getpid())
+	for _, w := range a.warnings {
+		log.Printf("warning: %s", w)
+	}
+	code := a.serve(context.Background(), l)
+	os.Exit(code)
+}
+
+// closeQuietly closes c, ignoring the error: for cleanup paths.
+func closeQuietly(c io.Closer) {
+	if c != nil {
+		_ = c.Close()
+	}
+}
