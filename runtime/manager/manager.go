@@ -36,6 +36,7 @@ import (
 
 	"github.com/boxlite/boxlite-shim/config"
 	"github.com/boxlite/boxlite-shim/kernel"
+	"github.com/boxlite/boxlite-shim/runtime/sandbox"
 	"github.com/boxlite/boxlite-shim/runtime/version"
 )
 
@@ -188,6 +189,15 @@ func (m *manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) 
 		return shim.StopStatus{}, err
 	}
 	bundle := filepath.Join(filepath.Dir(cwd), id)
+	// The sandbox's VMM outlives a crashed shim: kill its process group,
+	// unmount and remove what the sandbox left (see sandbox.Cleanup).
+	if err := sandbox.Cleanup(ctx, bundle); err != nil {
+		log.G(ctx).WithError(err).Warn("failed to clean up the sandbox")
+	}
+	// The dead shim's socket, unless something answers on it again.
+	if address, err := shim.ReadAddress(filepath.Join(bundle, "address")); err == nil && !shim.CanConnect(address) {
+		_ = shim.RemoveSocket(address)
+	}
 	if err := mount.UnmountRecursive(filepath.Join(bundle, "rootfs"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
 		log.G(ctx).WithError(err).Warn("failed to clean up rootfs mount")
 	}

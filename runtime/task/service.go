@@ -1,49 +1,95 @@
 // Package task owns the shim's containerd task API (task v3 over ttrpc): it
-// answers every RPC containerd sends to the shim process.
+// answers every RPC containerd sends to the shim process, keeps the tasks'
+// and processes' states, connects their stdio (package stdio) to the guest
+// agent, and publishes the task events through one queue and one forwarder,
+// in the order containerd expects: TaskCreate, TaskStart, (TaskOOM),
+// TaskExit, TaskDelete; TaskExecAdded, TaskExecStarted, TaskExit.
 //
-// This first version creates no containers yet: each RPC that would need a
-// sandbox answers errdefs.ErrNotImplemented with a message that says so, and
-// the lifecycle RPCs containerd uses to clean up (Delete, Connect, Shutdown)
-// work, so a failed `ctr run` leaves no shim behind. It must not reap
-// processes it did not start (see package reaper).
+// One shim process serves one sandbox: the micro-VM (package sandbox) is
+// booted by the Create of the sandbox's task and stopped by its Delete.
+// It must not reap processes it did not start (see package reaper), and it
+// never takes a VMM's exit status for a container's: exit statuses come from
+// the agent, and a VMM that ends without the agent reporting is a sandbox
+// failure (its processes exit 255, and the reason is logged).
 package task
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
+	"syscall"
+	"time"
 
+	eventstypes "github.com/containerd/containerd/api/events"
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/containerd/api/types/runc/options"
+	"github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/protobuf"
 	"github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/containerd/v2/pkg/shutdown"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
+	"github.com/containerd/typeurl/v2"
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/boxlite/boxlite-shim/config"
+	"github.com/boxlite/boxlite-shim/reaper"
+	"github.com/boxlite/boxlite-shim/runtime/agent"
+	"github.com/boxlite/boxlite-shim/runtime/sandbox"
+	"github.com/boxlite/boxlite-shim/runtime/stdio"
 )
 
-var _ taskAPI.TTRPCTaskService = (*service)(nil)
+var (
+	_     taskAPI.TTRPCTaskService = (*service)(nil)
+	empty                          = &emptypb.Empty{}
+)
 
-// errNoSandbox answers Create. Its code is FailedPrecondition, not
-// Unimplemented: containerd 2.4 takes Unimplemented from Create for an API
-// version mismatch and retries on task v2, which hides this message.
-var errNoSandbox = fmt.Errorf("boxlite: running containers is not implemented in this build of the shim (%s): %w", errdefs.ErrNotImplemented, errdefs.ErrFailedPrecondition)
+// sandboxFailureStatus is the exit status of processes whose sandbox (VMM)
+// ended without the agent reporting their exit.
+const sandboxFailureStatus = 255
 
 // NewTaskService returns the shim's task service.
 func NewTaskService(ctx context.Context, publisher shim.Publisher, sd shutdown.Service) (taskAPI.TTRPCTaskService, error) {
-	s := &service{publisher: publisher, shutdown: sd}
-	sd.RegisterCallback(func(context.Context) error { return publisher.Close() })
+	s := &service{
+		ctx:        context.WithoutCancel(ctx),
+		queue:      newQueue(publisher),
+		shutdown:   sd,
+		reaper:     reaper.Default(),
+		containers: map[string]*container{},
+	}
+	if address, err := shim.ReadAddress("address"); err == nil {
+		sd.RegisterCallback(func(context.Context) error { return shim.RemoveSocket(address) })
+	}
+	sd.RegisterCallback(func(ctx context.Context) error {
+		if err := s.stopSandbox(ctx); err != nil {
+			log.G(ctx).WithError(err).Error("stop sandbox at shutdown")
+		}
+		return s.queue.close(ctx)
+	})
 	return s, nil
 }
 
 type service struct {
-	publisher shim.Publisher
-	shutdown  shutdown.Service
+	ctx      context.Context
+	queue    *queue
+	shutdown shutdown.Service
+	reaper   *reaper.Reaper
 
-	mu    sync.Mutex
-	tasks map[string]struct{}
+	// mu guards containers, sb and creating.
+	mu         sync.Mutex
+	containers map[string]*container
+	sb         *sandbox.Sandbox
+	sbEvents   *agentEvents
+	sbCancel   context.CancelFunc
+	creating   bool
 }
 
 // RegisterTTRPC makes the service reachable on the shim's ttrpc server.
@@ -52,41 +98,473 @@ func (s *service) RegisterTTRPC(server *ttrpc.Server) error {
 	return nil
 }
 
-func notImplemented(ctx context.Context, rpc string) error {
-	log.G(ctx).WithField("rpc", rpc).Debug("not implemented")
-	return errgrpc.ToGRPC(errNoSandbox)
+func (s *service) send(e any) { s.queue.send(e) }
+
+func (s *service) container(id string) (*container, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.containers[id]
+	if c == nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("task %q: %w", id, errdefs.ErrNotFound))
+	}
+	return c, nil
 }
 
-func notFound(id string) error {
-	return errgrpc.ToGRPC(fmt.Errorf("task %q: %w", id, errdefs.ErrNotFound))
+func (s *service) process(id, execID string) (*container, *process, error) {
+	c, err := s.container(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := c.process(execID)
+	if err != nil {
+		return nil, nil, errgrpc.ToGRPC(err)
+	}
+	return c, p, nil
 }
 
-func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*taskAPI.CreateTaskResponse, error) {
-	return nil, notImplemented(ctx, "Create")
+// agentClient is the sandbox's agent, or an error when there is none or its
+// VMM has ended.
+func (s *service) agentClient() (*agent.Client, error) {
+	s.mu.Lock()
+	sb := s.sb
+	s.mu.Unlock()
+	if sb == nil || sb.Agent() == nil {
+		return nil, fmt.Errorf("no sandbox is running in this shim: %w", errdefs.ErrFailedPrecondition)
+	}
+	select {
+	case <-sb.Done():
+		return nil, fmt.Errorf("sandbox %s has failed: %s: %w", sb.ID, sb.ExitReason(), errdefs.ErrFailedPrecondition)
+	default:
+	}
+	return sb.Agent(), nil
 }
 
+func readSpec(bundle string) (*specs.Spec, error) {
+	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("read bundle spec: %w", err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return nil, fmt.Errorf("parse %s: %v: %w", filepath.Join(bundle, "config.json"), err, errdefs.ErrInvalidArgument)
+	}
+	return &spec, nil
+}
+
+// createError maps an error of Create for containerd. Unimplemented must not
+// come back from Create: containerd 2.4 takes it for an API mismatch and
+// retries on task v2, which hides the message.
+func createError(err error) error {
+	if errdefs.IsNotImplemented(err) {
+		err = fmt.Errorf("%s: %w", err.Error(), errdefs.ErrFailedPrecondition)
+	}
+	return errgrpc.ToGRPC(fmt.Errorf("boxlite: create: %w", err))
+}
+
+// Create boots the sandbox's VM and creates the container in it.
+func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *taskAPI.CreateTaskResponse, retErr error) {
+	if r.Checkpoint != "" {
+		return nil, createError(fmt.Errorf("restoring from a checkpoint: %w", errdefs.ErrNotImplemented))
+	}
+	spec, err := readSpec(r.Bundle)
+	if err != nil {
+		return nil, createError(err)
+	}
+	s.mu.Lock()
+	if s.sb != nil || s.creating || len(s.containers) > 0 {
+		s.mu.Unlock()
+		return nil, createError(fmt.Errorf("task %s: this shim already runs a sandbox; containers joining a running sandbox (CRI pods) are not supported yet: %w", r.ID, errdefs.ErrFailedPrecondition))
+	}
+	s.creating = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.creating = false
+		s.mu.Unlock()
+	}()
+
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return nil, createError(err)
+	}
+	cfg, err := config.LoadFromOptions(r.Options)
+	if err != nil {
+		return nil, createError(fmt.Errorf("configuration: %w", err))
+	}
+	sb, err := sandbox.Prepare(ctx, sandbox.Options{
+		Namespace: ns, ID: r.ID, Config: cfg, Annotations: spec.Annotations, Bundle: r.Bundle, Reaper: s.reaper,
+	})
+	if err != nil {
+		return nil, createError(err)
+	}
+	defer func() {
+		if retErr != nil {
+			if err := sb.Stop(context.WithoutCancel(ctx)); err != nil {
+				log.G(ctx).WithError(err).Error("cleaning up after a failed create")
+			}
+		}
+	}()
+	paths := stdio.Paths{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
+	pipes, err := stdio.Open(ctx, paths)
+	if err != nil {
+		return nil, createError(fmt.Errorf("task %s: %w", r.ID, err))
+	}
+	defer func() {
+		if retErr != nil {
+			pipes.Close()
+		}
+	}()
+	rootfs, err := sb.MountRootfs(r.ID, mount.FromProto(r.Rootfs))
+	if err != nil {
+		return nil, createError(err)
+	}
+	if err := sb.Boot(ctx); err != nil {
+		return nil, createError(err)
+	}
+	res, att, err := sb.Agent().Create(ctx, r.ID, spec, rootfs, pipes.IO())
+	if err != nil {
+		return nil, createError(fmt.Errorf("task %s: creating the container in the guest: %w", r.ID, err))
+	}
+	for _, w := range res.Warnings {
+		log.G(ctx).WithField("id", r.ID).Warn(w)
+	}
+	p := newProcess(r.ID, "", paths)
+	p.pipes, p.att, p.pid = pipes, att, res.Pid
+	c := &container{id: r.ID, bundle: r.Bundle, init: p, execs: map[string]*process{}}
+
+	evCtx, cancel := context.WithCancel(s.ctx)
+	evs := newAgentEvents()
+	s.mu.Lock()
+	s.sb, s.sbEvents, s.sbCancel = sb, evs, cancel
+	s.containers[r.ID] = c
+	s.mu.Unlock()
+	go evs.follow(evCtx, sb.Agent(), s.queue)
+	go s.watchSandbox(sb)
+
+	s.send(&eventstypes.TaskCreate{
+		ContainerID: r.ID,
+		Bundle:      r.Bundle,
+		Rootfs:      r.Rootfs,
+		IO:          &eventstypes.TaskIO{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal},
+		Pid:         res.Pid,
+	})
+	return &taskAPI.CreateTaskResponse{Pid: res.Pid}, nil
+}
+
+// watchSandbox logs a VMM that ends while the sandbox is in use: the
+// processes' waiters then report the failure as their exit.
+func (s *service) watchSandbox(sb *sandbox.Sandbox) {
+	<-sb.Done()
+	s.mu.Lock()
+	current := s.sb == sb
+	s.mu.Unlock()
+	if current {
+		log.G(s.ctx).WithField("sandbox", sb.ID).Errorf("sandbox failed: %s without the guest agent reporting; its tasks exit with status %d", sb.ExitReason(), sandboxFailureStatus)
+	}
+}
+
+// Start starts a created init or exec process.
 func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.StartResponse, error) {
-	return nil, notFound(r.ID)
+	c, p, err := s.process(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	ac, err := s.agentClient()
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	p.mu.Lock()
+	if p.started || p.status != task.Status_CREATED {
+		p.mu.Unlock()
+		return nil, errgrpc.ToGRPC(fmt.Errorf("process %s of task %s: already started: %w", p.id(), r.ID, errdefs.ErrFailedPrecondition))
+	}
+	p.started = true
+	p.mu.Unlock()
+
+	var pid int
+	if r.ExecID == "" {
+		pid, err = ac.Start(ctx, r.ID)
+	} else {
+		if c.init.hasExited() {
+			err = fmt.Errorf("task %s has exited: %w", r.ID, errdefs.ErrFailedPrecondition)
+		} else {
+			var att *agent.Attached
+			pid, att, err = ac.Exec(ctx, r.ID, r.ExecID, p.spec, p.pipes.IO())
+			p.mu.Lock()
+			p.att = att
+			p.mu.Unlock()
+		}
+	}
+	if err != nil {
+		p.mu.Lock()
+		p.started = false
+		p.mu.Unlock()
+		return nil, errgrpc.ToGRPC(fmt.Errorf("start process %s of task %s: %w", p.id(), r.ID, err))
+	}
+	p.mu.Lock()
+	p.pid = uint32(pid)
+	p.status = task.Status_RUNNING
+	p.mu.Unlock()
+	if r.ExecID == "" {
+		s.send(&eventstypes.TaskStart{ContainerID: r.ID, Pid: uint32(pid)})
+	} else {
+		s.send(&eventstypes.TaskExecStarted{ContainerID: r.ID, ExecID: r.ExecID, Pid: uint32(pid)})
+	}
+	// The waiter starts after the start event is queued, so the exit event
+	// follows it; the agent keeps an exit until it is waited for, so an
+	// exit that raced Start is not lost.
+	go s.waitExit(c, p, ac)
+	return &taskAPI.StartResponse{Pid: uint32(pid)}, nil
+}
+
+// waitExit waits for a started process to exit, drains its output, and
+// queues TaskExit. For init, the container's exec processes' exits go first.
+func (s *service) waitExit(c *container, p *process, ac *agent.Client) {
+	ctx := s.ctx
+	st, err := ac.Wait(ctx, p.containerID, p.execID)
+	status, exitedAt := st.Status, st.ExitedAt
+	if err != nil {
+		s.mu.Lock()
+		sb := s.sb
+		s.mu.Unlock()
+		reason := err.Error()
+		if sb != nil {
+			select {
+			case <-sb.Done():
+				reason = sb.ExitReason()
+			case <-time.After(5 * time.Second):
+			}
+		}
+		log.G(ctx).WithField("id", p.containerID).WithField("exec", p.execID).
+			Errorf("the guest agent did not report the exit of process %s (%s): sandbox failure, reporting exit status %d", p.id(), reason, sandboxFailureStatus)
+		status, exitedAt = sandboxFailureStatus, time.Now()
+	} else {
+		s.mu.Lock()
+		evs := s.sbEvents
+		s.mu.Unlock()
+		if evs != nil {
+			evs.waitSeen(st.EventsSeq) // TaskOOM before TaskExit
+		}
+	}
+	p.mu.Lock()
+	att, pipes := p.att, p.pipes
+	p.mu.Unlock()
+	if att != nil {
+		att.Wait() // stdout and stderr copied out in full
+	}
+	if pipes != nil {
+		pipes.Close()
+	}
+	if p.execID == "" {
+		// An init's exit is the container's last.
+		c.mu.Lock()
+		var execs []*process
+		for _, e := range c.execs {
+			execs = append(execs, e)
+		}
+		c.mu.Unlock()
+		for _, e := range execs {
+			e.mu.Lock()
+			started := e.started
+			e.mu.Unlock()
+			if started {
+				<-e.exited
+			}
+		}
+	}
+	p.mu.Lock()
+	p.status = task.Status_STOPPED
+	p.exitStatus = status
+	p.exitedAt = exitedAt
+	pid := p.pid
+	p.mu.Unlock()
+	s.send(&eventstypes.TaskExit{
+		ContainerID: p.containerID,
+		ID:          p.id(),
+		Pid:         pid,
+		ExitStatus:  status,
+		ExitedAt:    protobuf.ToTimestamp(exitedAt),
+	})
+	p.markExited()
 }
 
 func (s *service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.StateResponse, error) {
-	return nil, notFound(r.ID)
+	c, p, err := s.process(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	st, pid, code, at := p.state()
+	resp := &taskAPI.StateResponse{
+		ID:         p.id(),
+		Bundle:     c.bundle,
+		Pid:        pid,
+		Status:     st,
+		Stdin:      p.paths.Stdin,
+		Stdout:     p.paths.Stdout,
+		Stderr:     p.paths.Stderr,
+		Terminal:   p.paths.Terminal,
+		ExitStatus: code,
+		ExecID:     r.ExecID,
+	}
+	if !at.IsZero() {
+		resp.ExitedAt = protobuf.ToTimestamp(at)
+	}
+	return resp, nil
 }
 
+// Delete removes an exited (or never started) process. Deleting the init
+// removes the container and stops the sandbox.
 func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAPI.DeleteResponse, error) {
-	return nil, notFound(r.ID)
+	c, p, err := s.process(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	started := p.started
+	p.mu.Unlock()
+	if started && !p.hasExited() {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("process %s of task %s is running; kill it first: %w", p.id(), r.ID, errdefs.ErrFailedPrecondition))
+	}
+	ac, acErr := s.agentClient()
+	if r.ExecID != "" {
+		if acErr == nil {
+			var err error
+			if started {
+				err = ac.DeleteProcess(ctx, r.ID, r.ExecID)
+			}
+			if err != nil && !errdefs.IsNotFound(err) {
+				return nil, errgrpc.ToGRPC(fmt.Errorf("delete exec %s of task %s: %w", r.ExecID, r.ID, err))
+			}
+		}
+		p.closeIO()
+		if !started {
+			p.markExited()
+		}
+		c.mu.Lock()
+		delete(c.execs, r.ExecID)
+		c.mu.Unlock()
+		_, pid, code, at := p.state()
+		return &taskAPI.DeleteResponse{Pid: pid, ExitStatus: code, ExitedAt: protobuf.ToTimestamp(at)}, nil
+	}
+
+	if acErr == nil {
+		if err := ac.Delete(ctx, r.ID, !started); err != nil && !errdefs.IsNotFound(err) {
+			return nil, errgrpc.ToGRPC(fmt.Errorf("delete task %s in the guest: %w", r.ID, err))
+		}
+	}
+	p.closeIO()
+	c.mu.Lock()
+	for _, e := range c.execs {
+		e.closeIO()
+	}
+	c.mu.Unlock()
+	if !started {
+		p.mu.Lock()
+		p.status = task.Status_STOPPED
+		if p.exitedAt.IsZero() {
+			p.exitedAt = time.Now()
+		}
+		p.mu.Unlock()
+		p.markExited() // a Wait on the never started task returns
+	}
+	if err := s.stopSandbox(ctx); err != nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("delete task %s: %w", r.ID, err))
+	}
+	s.mu.Lock()
+	delete(s.containers, r.ID)
+	s.mu.Unlock()
+	_, pid, code, at := p.state()
+	s.send(&eventstypes.TaskDelete{
+		ContainerID: r.ID,
+		ID:          r.ID,
+		Pid:         pid,
+		ExitStatus:  code,
+		ExitedAt:    protobuf.ToTimestamp(at),
+	})
+	return &taskAPI.DeleteResponse{Pid: pid, ExitStatus: code, ExitedAt: protobuf.ToTimestamp(at)}, nil
+}
+
+// stopSandbox stops the VM and cleans up after it, if one runs.
+func (s *service) stopSandbox(ctx context.Context) error {
+	s.mu.Lock()
+	sb, cancel := s.sb, s.sbCancel
+	s.mu.Unlock()
+	if sb == nil {
+		return nil
+	}
+	if err := sb.Stop(ctx); err != nil {
+		return err
+	}
+	if cancel != nil {
+		cancel()
+	}
+	s.mu.Lock()
+	if s.sb == sb {
+		s.sb, s.sbCancel = nil, nil
+	}
+	s.mu.Unlock()
+	return nil
 }
 
 func (s *service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.PidsResponse, error) {
-	return nil, notFound(r.ID)
+	if _, err := s.container(r.ID); err != nil {
+		return nil, err
+	}
+	ac, err := s.agentClient()
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	procs, err := ac.Pids(ctx, r.ID)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("pids of task %s: %w", r.ID, err))
+	}
+	resp := &taskAPI.PidsResponse{}
+	for _, pr := range procs {
+		pi := &task.ProcessInfo{Pid: pr.Pid}
+		if pr.ExecId != "" {
+			a, err := typeurl.MarshalAnyToProto(&options.ProcessDetails{ExecID: pr.ExecId})
+			if err != nil {
+				return nil, errgrpc.ToGRPC(err)
+			}
+			pi.Info = a
+		}
+		resp.Processes = append(resp.Processes, pi)
+	}
+	return resp, nil
 }
 
 func (s *service) Pause(ctx context.Context, r *taskAPI.PauseRequest) (*emptypb.Empty, error) {
-	return nil, notFound(r.ID)
+	c, err := s.container(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	ac, err := s.agentClient()
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	if err := ac.Pause(ctx, r.ID); err != nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("pause task %s: %w", r.ID, err))
+	}
+	c.init.setStatus(task.Status_PAUSED)
+	s.send(&eventstypes.TaskPaused{ContainerID: r.ID})
+	return empty, nil
 }
 
 func (s *service) Resume(ctx context.Context, r *taskAPI.ResumeRequest) (*emptypb.Empty, error) {
-	return nil, notFound(r.ID)
+	c, err := s.container(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	ac, err := s.agentClient()
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	if err := ac.Resume(ctx, r.ID); err != nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("resume task %s: %w", r.ID, err))
+	}
+	c.init.setStatus(task.Status_RUNNING)
+	s.send(&eventstypes.TaskResumed{ContainerID: r.ID})
+	return empty, nil
 }
 
 func (s *service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskRequest) (*emptypb.Empty, error) {
@@ -94,47 +572,186 @@ func (s *service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskReque
 }
 
 func (s *service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*emptypb.Empty, error) {
-	return nil, notFound(r.ID)
+	_, p, err := s.process(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	if p.hasExited() {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("process %s of task %s: process already finished: %w", p.id(), r.ID, errdefs.ErrNotFound))
+	}
+	ac, err := s.agentClient()
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	if err := ac.Signal(ctx, r.ID, r.ExecID, syscall.Signal(r.Signal), r.All); err != nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("signal %d to process %s of task %s: %w", r.Signal, p.id(), r.ID, err))
+	}
+	return empty, nil
 }
 
-func (s *service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*emptypb.Empty, error) {
-	return nil, notFound(r.ID)
+// Exec adds an exec process; Start starts it.
+func (s *service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (_ *emptypb.Empty, retErr error) {
+	c, err := s.container(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if c.init.hasExited() {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("task %s has exited: %w", r.ID, errdefs.ErrFailedPrecondition))
+	}
+	if r.Spec == nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("exec %s: no process spec: %w", r.ExecID, errdefs.ErrInvalidArgument))
+	}
+	var spec specs.Process
+	if err := json.Unmarshal(r.Spec.GetValue(), &spec); err != nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("exec %s: process spec: %v: %w", r.ExecID, err, errdefs.ErrInvalidArgument))
+	}
+	c.mu.Lock()
+	if _, ok := c.execs[r.ExecID]; ok {
+		c.mu.Unlock()
+		return nil, errgrpc.ToGRPC(fmt.Errorf("exec %s of task %s: %w", r.ExecID, r.ID, errdefs.ErrAlreadyExists))
+	}
+	paths := stdio.Paths{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
+	p := newProcess(r.ID, r.ExecID, paths)
+	p.spec = &spec
+	c.execs[r.ExecID] = p // reserved while the stdio opens
+	c.mu.Unlock()
+	defer func() {
+		if retErr != nil {
+			c.mu.Lock()
+			delete(c.execs, r.ExecID)
+			c.mu.Unlock()
+		}
+	}()
+	pipes, err := stdio.Open(ctx, paths)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("exec %s of task %s: %w", r.ExecID, r.ID, err))
+	}
+	p.mu.Lock()
+	p.pipes = pipes
+	p.mu.Unlock()
+	s.send(&eventstypes.TaskExecAdded{ContainerID: r.ID, ExecID: r.ExecID})
+	return empty, nil
 }
 
 func (s *service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (*emptypb.Empty, error) {
-	return nil, notFound(r.ID)
+	_, p, err := s.process(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	if !p.paths.Terminal {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("process %s of task %s has no terminal: %w", p.id(), r.ID, errdefs.ErrFailedPrecondition))
+	}
+	ac, err := s.agentClient()
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	if err := ac.ResizePty(ctx, r.ID, r.ExecID, r.Width, r.Height); err != nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("resize terminal of process %s of task %s: %w", p.id(), r.ID, err))
+	}
+	return empty, nil
 }
 
 func (s *service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (*emptypb.Empty, error) {
-	return nil, notFound(r.ID)
+	_, p, err := s.process(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	if !r.Stdin {
+		return empty, nil
+	}
+	p.mu.Lock()
+	att := p.att
+	p.mu.Unlock()
+	if att == nil || p.hasExited() {
+		return empty, nil
+	}
+	if err := att.CloseStdin(ctx); err != nil && !errdefs.IsNotFound(err) {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("close stdin of process %s of task %s: %w", p.id(), r.ID, err))
+	}
+	return empty, nil
 }
 
+// Update applies new resource limits in the guest (what the guest's cgroup
+// v2 controllers can honour; anything else is an error from the agent).
 func (s *service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (*emptypb.Empty, error) {
-	return nil, notFound(r.ID)
+	if _, err := s.container(r.ID); err != nil {
+		return nil, err
+	}
+	if r.Resources == nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("update task %s: no resources given: %w", r.ID, errdefs.ErrInvalidArgument))
+	}
+	var res specs.LinuxResources
+	if err := json.Unmarshal(r.Resources.GetValue(), &res); err != nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("update task %s: resources of type %s must be OCI LinuxResources: %v: %w", r.ID, r.Resources.GetTypeUrl(), err, errdefs.ErrInvalidArgument))
+	}
+	ac, err := s.agentClient()
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	if err := ac.Update(ctx, r.ID, &res); err != nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("update task %s: %w", r.ID, err))
+	}
+	return empty, nil
 }
 
 func (s *service) Wait(ctx context.Context, r *taskAPI.WaitRequest) (*taskAPI.WaitResponse, error) {
-	return nil, notFound(r.ID)
+	_, p, err := s.process(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	started := p.started
+	p.mu.Unlock()
+	if !started && !p.hasExited() {
+		// containerd waits on created tasks too: the exit comes after Start.
+		log.G(ctx).WithField("id", r.ID).WithField("exec", r.ExecID).Debug("wait on a process not started yet")
+	}
+	if err := p.wait(ctx); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	_, _, code, at := p.state()
+	return &taskAPI.WaitResponse{ExitStatus: code, ExitedAt: protobuf.ToTimestamp(at)}, nil
 }
 
 func (s *service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (*taskAPI.StatsResponse, error) {
-	return nil, notFound(r.ID)
+	if _, err := s.container(r.ID); err != nil {
+		return nil, err
+	}
+	ac, err := s.agentClient()
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	st, err := ac.Stats(ctx, r.ID)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("stats of task %s: %w", r.ID, err))
+	}
+	if len(st.Unavailable) > 0 {
+		log.G(ctx).WithField("id", r.ID).Debugf("stats not available from the guest: %v", st.Unavailable)
+	}
+	a, err := typeurl.MarshalAnyToProto(metrics(st))
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return &taskAPI.StatsResponse{Stats: a}, nil
 }
 
 func (s *service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*taskAPI.ConnectResponse, error) {
-	return &taskAPI.ConnectResponse{ShimPid: uint32(os.Getpid())}, nil
+	resp := &taskAPI.ConnectResponse{ShimPid: uint32(os.Getpid())}
+	if c, err := s.container(r.ID); err == nil {
+		_, pid, _, _ := c.init.state()
+		resp.TaskPid = pid
+	}
+	return resp, nil
 }
 
-// Shutdown stops the shim once it holds no task; with no sandbox support yet
-// it never holds one, so containerd's cleanup after a failed Create always
-// ends the shim process.
+// Shutdown stops the shim once it holds no task.
 func (s *service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*emptypb.Empty, error) {
 	s.mu.Lock()
-	n := len(s.tasks)
+	n := len(s.containers)
 	s.mu.Unlock()
 	if n > 0 {
-		return &emptypb.Empty{}, nil
+		return empty, nil
 	}
 	s.shutdown.Shutdown()
-	return &emptypb.Empty{}, nil
+	return empty, nil
 }

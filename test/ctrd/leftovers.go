@@ -80,3 +80,35 @@ func AssertNoLeftovers(t testing.TB, dirs ...string) {
 		})
 	}
 }
+
+// CgroupsLeft lists the cgroup v2 directories directly under the host's
+// cgroup2 mount whose names start with prefix (the agent's per-sandbox
+// cgroup roots under the libkrun test double).
+func CgroupsLeft(prefix string) []string {
+	root := cgroup2Mount()
+	if root == "" {
+		return nil
+	}
+	ents, _ := os.ReadDir(root)
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() && strings.HasPrefix(e.Name(), prefix) {
+			out = append(out, filepath.Join(root, e.Name()))
+		}
+	}
+	return out
+}
+
+// cgroup2Mount is where the host mounts its cgroup v2 hierarchy ("" if not).
+func cgroup2Mount() string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if _, post, ok := strings.Cut(line, " - "); ok && strings.HasPrefix(post, "cgroup2 ") {
+			return strings.Fields(line)[4]
+		}
+	}
+	return ""
+}

@@ -1,0 +1,223 @@
+package sandbox
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/mount"
+	"golang.org/x/sys/unix"
+)
+
+// RecordName is the sandbox's state record in the sandbox container's bundle.
+const RecordName = "boxlite-sandbox.json"
+
+// Record is what `shim delete` needs to clean up after a shim that is gone.
+type Record struct {
+	ID string `json:"id"`
+	// Dir is the sandbox's directory (guest root and VMM state).
+	Dir string `json:"dir"`
+	// VMMPid is the VMM's PID, also its process group; 0 before boot.
+	VMMPid int `json:"vmm_pid,omitempty"`
+	// CgroupName is the agent's cgroup root under the guest's cgroup2 mount
+	// (test double only); HostCgroup the same directory on the host.
+	CgroupName string `json:"cgroup_name,omitempty"`
+	HostCgroup string `json:"host_cgroup,omitempty"`
+}
+
+func (s *Sandbox) recordPath() string { return filepath.Join(s.opts.Bundle, RecordName) }
+
+func (s *Sandbox) writeRecord() error {
+	if s.opts.Bundle == "" {
+		return nil
+	}
+	b, err := json.Marshal(s.record)
+	if err != nil {
+		return err
+	}
+	tmp := s.recordPath() + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("sandbox %s: state record: %w", s.ID, err)
+	}
+	if err := os.Rename(tmp, s.recordPath()); err != nil {
+		return fmt.Errorf("sandbox %s: state record: %w", s.ID, err)
+	}
+	return nil
+}
+
+func (s *Sandbox) removeRecord() error {
+	if s.opts.Bundle == "" {
+		return nil
+	}
+	if err := os.Remove(s.recordPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// Cleanup is `shim delete` for a sandbox whose shim is gone: it reads the
+// state record in bundle, kills the VMM's process group, unmounts what is
+// under the sandbox's directory, removes it, the host cgroup (test double)
+// and the record. With no record it does nothing. It is safe to run twice.
+func Cleanup(ctx context.Context, bundle string) error {
+	path := filepath.Join(bundle, RecordName)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read sandbox state record: %w", err)
+	}
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("parse sandbox state record %s: %w", path, err)
+	}
+	var errs []error
+	if r.VMMPid > 0 {
+		if err := killGroup(ctx, r.VMMPid); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := cleanupDirs(r); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// killGroup SIGKILLs process group pgid if its leader is still a boxlite VMM,
+// and waits until the group is empty. The group is not ours to reap (its
+// members were reparented when the shim died), so this only waits.
+func killGroup(ctx context.Context, pgid int) error {
+	if unix.Kill(-pgid, 0) != nil {
+		return nil // gone already
+	}
+	if !isVMM(pgid) && !groupIsOurs(pgid) {
+		return nil // the PID was reused by something else
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for unix.Kill(-pgid, 0) == nil {
+		_ = unix.Kill(-pgid, unix.SIGKILL)
+		if time.Now().After(deadline) {
+			return fmt.Errorf("process group %d of the VMM is still there 10s after SIGKILL", pgid)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// isVMM reports whether pid runs boxlite-vmm.
+func isVMM(pid int) bool {
+	exe, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe"))
+	if err != nil {
+		b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "comm"))
+		return strings.TrimSpace(string(b)) == "boxlite-vmm"
+	}
+	return filepath.Base(strings.TrimSuffix(exe, " (deleted)")) == "boxlite-vmm"
+}
+
+// groupIsOurs reports whether some member of group pgid runs the VMM or the
+// agent (the leader may be gone while the workload lives on).
+func groupIsOurs(pgid int) bool {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if g, err := unix.Getpgid(pid); err != nil || g != pgid {
+			continue
+		}
+		b, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+		if c := strings.TrimSpace(string(b)); c == "boxlite-vmm" || c == "boxlite-agent" {
+			return true
+		}
+	}
+	return false
+}
+
+// cleanupDirs unmounts everything under the sandbox's directory, removes it,
+// and removes the host cgroup of a test-double sandbox.
+func cleanupDirs(r Record) error {
+	var errs []error
+	if r.Dir != "" {
+		if err := mount.UnmountRecursive(r.Dir, 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+			// A busy mount (a process still holding it) is detached.
+			if err := mount.UnmountRecursive(r.Dir, unix.MNT_DETACH); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("unmount under %s: %w", r.Dir, err))
+			}
+		}
+		if err := os.RemoveAll(r.Dir); err != nil {
+			errs = append(errs, err)
+		}
+		// The namespace directory goes when it is empty.
+		_ = os.Remove(filepath.Dir(r.Dir))
+	}
+	if r.HostCgroup != "" {
+		if err := removeCgroup(r.HostCgroup); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeCgroup removes a cgroup v2 directory and its descendants, deepest
+// first, waiting briefly for their last processes to be gone.
+func removeCgroup(dir string) error {
+	var dirs []string
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	var last error
+	for i := len(dirs) - 1; i >= 0; i-- {
+		for try := 0; ; try++ {
+			err := unix.Rmdir(dirs[i])
+			if err == nil || errors.Is(err, unix.ENOENT) {
+				break
+			}
+			if !errors.Is(err, unix.EBUSY) || try >= 100 {
+				last = fmt.Errorf("remove cgroup %s: %w", dirs[i], err)
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return last
+}
+
+// hostCgroup2 is where this host mounts its cgroup v2 hierarchy ("" if not).
+func hostCgroup2() string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		_, post, ok := strings.Cut(line, " - ")
+		if !ok || !strings.HasPrefix(post, "cgroup2 ") {
+			continue
+		}
+		return strings.Fields(line)[4]
+	}
+	return ""
+}

@@ -1,0 +1,312 @@
+// Package sandbox owns one micro-VM and what the host keeps for it: the
+// sandbox's directories (guest root shared with the VM, VMM state), the
+// containers' root filesystems mounted under the guest root, the VMM process
+// (package vmm) and the client of its guest agent (package agent), and the
+// small state record that lets `shim delete` clean up after a crashed shim.
+//
+// It must not speak containerd's task API nor publish events (package task
+// does), and it never reaps processes itself: the VMM goes through the
+// scoped reaper it is given.
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+
+	"github.com/boxlite/boxlite-shim/config"
+	"github.com/boxlite/boxlite-shim/kernel"
+	"github.com/boxlite/boxlite-shim/reaper"
+	"github.com/boxlite/boxlite-shim/runtime/agent"
+	"github.com/boxlite/boxlite-shim/runtime/vmm"
+)
+
+// Names of the executables looked for beside the shim, and inside the guest.
+const (
+	AgentBinaryName = "boxlite-agent"
+	// AgentPort is the vsock port the agent serves on.
+	AgentPort = 1024
+	// guestAgentPath is where the agent lives in the guest root.
+	guestAgentPath = "/.boxlite/boxlite-agent"
+	// guestContainers holds the containers' root filesystems in the guest.
+	guestContainers = "/.boxlite/containers"
+)
+
+// Options describe a sandbox to create.
+type Options struct {
+	// Namespace and ID name the sandbox (containerd namespace, sandbox id).
+	Namespace, ID string
+	Config        *config.Config
+	// Annotations are the sandbox's: they choose the kernel and VM size.
+	Annotations map[string]string
+	// Bundle is the sandbox container's bundle: the state record goes there.
+	Bundle string
+	Reaper *reaper.Reaper
+	// AgentBinary is the agent to run as the guest's workload; "" means
+	// boxlite-agent beside the shim's executable.
+	AgentBinary string
+}
+
+// Sandbox is one micro-VM.
+type Sandbox struct {
+	ID      string
+	Kernel  kernel.Source
+	dir     string // <state_dir>/<namespace>/<id>
+	root    string // guest root (host path)
+	cfg     *config.Config
+	res     config.Resources
+	opts    Options
+	record  Record
+	vmm     *vmm.VMM
+	agent   *agent.Client
+	double  bool
+	hostCG  string
+	stopMu  sync.Mutex
+	stopped bool
+}
+
+// Prepare checks the sandbox's annotations against the configuration,
+// chooses and locates its kernel, and makes its directories with the agent
+// in the guest root. It boots nothing. On error nothing is left behind.
+func Prepare(ctx context.Context, o Options) (_ *Sandbox, retErr error) {
+	cfg := o.Config
+	res, err := cfg.Resources(o.Annotations)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox %s: %w", o.ID, err)
+	}
+	src, err := kernel.SelectAndLocate(o.Annotations, cfg.KernelPolicy(), cfg.CacheDir)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox %s: %w", o.ID, err)
+	}
+	agentBin := o.AgentBinary
+	if agentBin == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("sandbox %s: locating %s: %w", o.ID, AgentBinaryName, err)
+		}
+		agentBin = filepath.Join(filepath.Dir(self), AgentBinaryName)
+	}
+	if st, err := os.Stat(agentBin); err != nil || !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("sandbox %s: guest agent %s is missing (install it beside the shim: make agent): %w", o.ID, agentBin, errdefs.ErrFailedPrecondition)
+	}
+	s := &Sandbox{
+		ID:     o.ID,
+		Kernel: src,
+		dir:    filepath.Join(cfg.StateDir, o.Namespace, o.ID),
+		cfg:    cfg,
+		res:    res,
+		opts:   o,
+		double: cfg.LibkrunPath != "" && vmm.IsTestDouble(cfg.LibkrunPath),
+	}
+	s.root = filepath.Join(s.dir, "root")
+	if err := os.MkdirAll(filepath.Dir(s.dir), 0o711); err != nil {
+		return nil, fmt.Errorf("sandbox %s: %w", o.ID, err)
+	}
+	if err := os.Mkdir(s.dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("sandbox %s: %s already exists: %w", o.ID, s.dir, errdefs.ErrAlreadyExists)
+		}
+		return nil, fmt.Errorf("sandbox %s: %w", o.ID, err)
+	}
+	s.record = Record{ID: o.ID, Dir: s.dir}
+	defer func() {
+		if retErr != nil {
+			_ = s.Stop(context.WithoutCancel(ctx))
+		}
+	}()
+	if s.double {
+		// Under the test double the agent runs on the host: its cgroups are
+		// the host's, so each sandbox gets a cgroup root of its own.
+		s.record.CgroupName = "boxlite-" + o.Namespace + "-" + o.ID
+		if h := hostCgroup2(); h != "" {
+			s.hostCG = filepath.Join(h, s.record.CgroupName)
+			s.record.HostCgroup = s.hostCG
+		}
+	}
+	if err := s.writeRecord(); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{"proc", "sys", "dev", "tmp", "etc", strings.TrimPrefix(guestContainers, "/")} {
+		if err := os.MkdirAll(filepath.Join(s.root, d), 0o755); err != nil {
+			return nil, fmt.Errorf("sandbox %s: guest root: %w", o.ID, err)
+		}
+	}
+	if err := copyFile(agentBin, filepath.Join(s.root, guestAgentPath), 0o755); err != nil {
+		return nil, fmt.Errorf("sandbox %s: installing the agent in the guest root: %w", o.ID, err)
+	}
+	return s, nil
+}
+
+// MountRootfs mounts a container's root filesystem (the snapshotter's mounts)
+// under the guest root and returns its path as the guest sees it.
+func (s *Sandbox) MountRootfs(id string, mounts []mount.Mount) (string, error) {
+	guest := filepath.Join(guestContainers, id, "rootfs")
+	target := filepath.Join(s.root, guest)
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return "", fmt.Errorf("container %s: rootfs: %w", id, err)
+	}
+	if len(mounts) == 0 {
+		return "", fmt.Errorf("container %s: no rootfs mounts given (a bundle rootfs prepared by the caller is not supported): %w", id, errdefs.ErrInvalidArgument)
+	}
+	if err := mount.All(mounts, target); err != nil {
+		_ = mount.UnmountRecursive(target, 0)
+		return "", fmt.Errorf("container %s: mounting rootfs on %s: %w", id, target, err)
+	}
+	return guest, nil
+}
+
+// UnmountRootfs unmounts a container's root filesystem and removes its
+// directory.
+func (s *Sandbox) UnmountRootfs(id string) error {
+	dir := filepath.Join(s.root, guestContainers, id)
+	if err := mount.UnmountRecursive(filepath.Join(dir, "rootfs"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("container %s: unmount rootfs: %w", id, err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("container %s: %w", id, err)
+	}
+	return nil
+}
+
+// Boot starts the VMM and connects to its agent.
+func (s *Sandbox) Boot(ctx context.Context) error {
+	workload := []string{guestAgentPath, "-vsock-port", fmt.Sprint(AgentPort)}
+	if s.record.CgroupName != "" {
+		workload = append(workload, "-cgroup-root", "/sys/fs/cgroup/"+s.record.CgroupName)
+	}
+	v, err := vmm.Start(ctx, vmm.Config{
+		ID:          s.ID,
+		StateDir:    filepath.Join(s.dir, "vmm"),
+		RootDir:     s.root,
+		Kernel:      s.Kernel,
+		LibkrunPath: s.cfg.LibkrunPath,
+		CPUs:        s.res.CPUs,
+		MemoryMiB:   s.res.MemoryMiB,
+		AgentPort:   AgentPort,
+		Workload:    workload,
+		Env:         []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+	}, s.opts.Reaper)
+	if err != nil {
+		return fmt.Errorf("sandbox %s: %w", s.ID, err)
+	}
+	s.vmm = v
+	s.record.VMMPid = v.Pid()
+	if err := s.writeRecord(); err != nil {
+		return err
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	c, err := agent.Dial(dctx, v.AgentSocket())
+	if err != nil {
+		return fmt.Errorf("sandbox %s: connecting to the guest agent: %w", s.ID, err)
+	}
+	s.agent = c
+	if info, err := c.Info(dctx); err == nil {
+		log.G(ctx).WithField("sandbox", s.ID).WithField("kernel", s.Kernel.Name).WithField("environment", info.Environment).
+			WithField("warnings", info.Warnings).Info("sandbox booted")
+	}
+	return nil
+}
+
+// Agent is the client of the sandbox's guest agent (nil before Boot).
+func (s *Sandbox) Agent() *agent.Client { return s.agent }
+
+// VMMPid is the VMM process's PID (0 before Boot).
+func (s *Sandbox) VMMPid() int {
+	if s.vmm == nil {
+		return 0
+	}
+	return s.vmm.Pid()
+}
+
+// Done is closed when the VMM has exited.
+func (s *Sandbox) Done() <-chan struct{} { return s.vmm.Done() }
+
+// ExitReason describes how the VMM ended, for logs and errors.
+func (s *Sandbox) ExitReason() string {
+	e, ok := s.vmm.Exit()
+	switch {
+	case !ok:
+		return "the VMM is running"
+	case e.Unknown:
+		return fmt.Sprintf("the VMM (pid %d) exited, status unknown", e.Pid)
+	case e.Signaled:
+		return fmt.Sprintf("the VMM (pid %d) was killed by signal %d", e.Pid, e.Status-128)
+	default:
+		return fmt.Sprintf("the VMM (pid %d) exited with status %d", e.Pid, e.Status)
+	}
+}
+
+// Stop shuts the agent down (briefly), stops the VMM, unmounts everything
+// under the guest root, and removes the sandbox's directories, state record
+// and (under the test double) host cgroup. It is idempotent.
+func (s *Sandbox) Stop(ctx context.Context) error {
+	s.stopMu.Lock()
+	defer s.stopMu.Unlock()
+	if s.stopped {
+		return nil
+	}
+	var errs []error
+	if s.agent != nil {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		select {
+		case <-s.vmm.Done():
+		default:
+			if err := s.agent.Shutdown(sctx); err != nil {
+				log.G(ctx).WithError(err).WithField("sandbox", s.ID).Debug("agent shutdown")
+			}
+		}
+		cancel()
+		s.agent.Close()
+	}
+	if s.vmm != nil {
+		sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		if err := s.vmm.Stop(sctx); err != nil {
+			errs = append(errs, err)
+		}
+		cancel()
+	}
+	if err := cleanupDirs(s.record); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.removeRecord(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sandbox %s: stop: %w", s.ID, err)
+	}
+	s.stopped = true
+	return nil
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	// Always a copy, never a hard link: the guest can write its root, and
+	// must not reach the host's binary (nor another sandbox's) through it.
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
