@@ -4,6 +4,7 @@
 // libkrun _exit()s with the workload's status. runtime/vmm starts it, one per
 // sandbox, in its own process group.
 //
+//	boxlite-vmm -probe [-libkrun PATH]
 //	boxlite-vmm [-libkrun PATH] [-allow-test-double] [-krunfw PATH]
 //	            -cpus N -memory-mib N -root DIR [-workdir DIR]
 //	            [-vsock PORT:SOCKET]... [-console FILE] [-log-level N]
@@ -17,6 +18,11 @@
 // libkrun, so libkrun's own dlopen("libkrunfw.so.5") gets that very object (the
 // loader matches it by soname) and can never fall back to another variant
 // found on the system's library path.
+//
+// -probe loads libkrun, checks that it has every function the VMM calls,
+// prints one JSON object (probeReport) and exits 0, or 3 when it cannot be
+// used; it starts no VM. `containerd-shim-boxlite-v2 check` runs it, since
+// the shim itself is built without cgo.
 //
 // The exit status means the following only until krun_start_enter has taken
 // over; after that it is libkrun's (the workload's status, or 1 on a VMM
@@ -68,9 +74,11 @@ static int32_t call_u_u_s_b(void *f, uint32_t a, uint32_t b, const char *s, bool
 import "C"
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -117,6 +125,7 @@ func fail(code int, format string, args ...any) {
 func main() {
 	var (
 		libkrun   = flag.String("libkrun", "libkrun.so.1", "libkrun to dlopen (a bare name searches the loader path)")
+		probe     = flag.Bool("probe", false, "load libkrun, print what was loaded (JSON) and exit")
 		allowTD   = flag.Bool("allow-test-double", false, "accept the libkrun test double (tests only)")
 		krunfw    = flag.String("krunfw", "", "kernel library (libkrunfw.so.5) to load before libkrun")
 		cpus      = flag.Uint("cpus", 1, "vCPUs (1-255)")
@@ -133,6 +142,9 @@ func main() {
 	flag.Var(&env, "env", "K=V for the workload (repeatable)")
 	flag.Parse()
 	workloadV = flag.Args()
+	if *probe {
+		os.Exit(probeLibkrun(*libkrun))
+	}
 	switch {
 	case len(workloadV) == 0:
 		fail(2, "no workload: give it after --")
@@ -202,6 +214,55 @@ func main() {
 	// may keep pointers to them, and the process ends inside libkrun.
 	check("krun_start_enter", C.call_u(startEnter, ctx))
 	fail(5, "krun_start_enter: returned without starting the VM")
+}
+
+// vmmFunctions are the libkrun functions main calls.
+var vmmFunctions = []string{
+	"krun_set_log_level", "krun_create_ctx", "krun_set_vm_config", "krun_set_root", "krun_set_workdir",
+	"krun_set_exec", "krun_add_vsock_port2", "krun_set_console_output", "krun_start_enter",
+}
+
+// probeReport is what -probe prints.
+type probeReport struct {
+	// Requested is the -libkrun argument; Loaded the file the loader
+	// opened, and File that file with symbolic links resolved, whose name
+	// carries the version (libkrun.so.1.x.y).
+	Requested string `json:"requested"`
+	Loaded    string `json:"loaded,omitempty"`
+	File      string `json:"file,omitempty"`
+	Version   string `json:"version,omitempty"`
+	// TestDouble is true for the libkrun test double, which boots no VM.
+	TestDouble bool     `json:"test_double"`
+	Missing    []string `json:"missing,omitempty"`
+	Error      string   `json:"error,omitempty"`
+}
+
+func probeLibkrun(path string) int {
+	rep := probeReport{Requested: path}
+	code := 0
+	defer func() {
+		json.NewEncoder(os.Stdout).Encode(rep)
+	}()
+	h := C.lib_open(C.CString(path))
+	if h == nil {
+		rep.Error = C.GoString(C.lib_error())
+		return 3
+	}
+	rep.Loaded = C.GoString(C.lib_path(h))
+	if f, err := filepath.EvalSymlinks(rep.Loaded); err == nil {
+		rep.File = f
+		if v, ok := strings.CutPrefix(filepath.Base(f), "libkrun.so."); ok {
+			rep.Version = v
+		}
+	}
+	rep.TestDouble = C.lib_sym(h, C.CString("krun_test_double")) != nil
+	for _, name := range vmmFunctions {
+		if C.lib_sym(h, C.CString(name)) == nil {
+			rep.Missing = append(rep.Missing, name)
+			code = 3
+		}
+	}
+	return code
 }
 
 // cStrings returns a NULL-terminated C array of C strings (never freed).

@@ -6,8 +6,8 @@ import (
 	"github.com/boxlite/boxlite-shim/config"
 )
 
-// Check runs every node check in order: KVM, libkrun, each allowed kernel,
-// and a boot probe.
+// Check runs every node check in order: KVM, a vCPU, libkrun, each allowed
+// kernel, and a boot probe.
 func Check(cfg *config.Config) []Result {
 	kvm := KVM()
 	results := []Result{kvm}
@@ -16,14 +16,17 @@ func Check(cfg *config.Config) []Result {
 	} else {
 		results = append(results, VCPU())
 	}
-	results = append(results, kernelResults(cfg)...)
-	return results
+	lib, info := Libkrun(cfg)
+	results = append(results, lib)
+	rows := Kernels(cfg)
+	results = append(results, kernelResults(rows)...)
+	return append(results, Boot(cfg, info, kvm.Status != Fail, rows))
 }
 
 // kernelResults checks each allowed variant: available, readable, verified.
-func kernelResults(cfg *config.Config) []Result {
+func kernelResults(rows []KernelRow) []Result {
 	var out []Result
-	for _, r := range Kernels(cfg) {
+	for _, r := range rows {
 		if !r.Allowed {
 			continue
 		}

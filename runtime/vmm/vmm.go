@@ -322,11 +322,18 @@ func (c *Config) vmmBinary() (string, error) {
 	if c.VMMBinary != "" {
 		return c.VMMBinary, nil
 	}
+	return BesideShim(VMMBinaryName)
+}
+
+// BesideShim is the path of the named program in the directory of the running
+// executable, where the shim's companions (boxlite-vmm, boxlite-agent) are
+// installed.
+func BesideShim(name string) (string, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return "", fmt.Errorf("vmm: locating %s beside the shim: %w", VMMBinaryName, err)
+		return "", fmt.Errorf("vmm: locating %s beside the shim: %w", name, err)
 	}
-	return filepath.Join(filepath.Dir(self), VMMBinaryName), nil
+	return filepath.Join(filepath.Dir(self), name), nil
 }
 
 // stageKernel links <StateDir>/krunfw/libkrunfw.so.5 to the kernel file.

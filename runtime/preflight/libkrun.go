@@ -1,0 +1,104 @@
+package preflight
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os/exec"
+	"slices"
+	"strings"
+
+	"github.com/boxlite/boxlite-shim/config"
+	"github.com/boxlite/boxlite-shim/runtime/vmm"
+)
+
+// LibkrunInfo is what `boxlite-vmm -probe` found (cmd/boxlite-vmm).
+type LibkrunInfo struct {
+	Requested  string   `json:"requested"`
+	Loaded     string   `json:"loaded"`
+	File       string   `json:"file"`
+	Version    string   `json:"version"`
+	TestDouble bool     `json:"test_double"`
+	Missing    []string `json:"missing"`
+	Error      string   `json:"error"`
+}
+
+// Usable says whether a VMM can load this libkrun and call everything it
+// needs (the test double included: it is usable, but boots no VM).
+func (l LibkrunInfo) Usable() bool {
+	return l.Loaded != "" && l.Error == "" && len(l.Missing) == 0
+}
+
+// installLibkrun is the fix for a missing libkrun.
+func installLibkrun(cfg *config.Config) string {
+	return fmt.Sprintf("install libkrun 1.x (libkrun.so.1: your distribution's libkrun package, or built from github.com/containers/libkrun) where the dynamic loader finds it, or set libkrun_path in %s", configName(cfg))
+}
+
+func configName(cfg *config.Config) string {
+	if cfg.Path != "" {
+		return cfg.Path
+	}
+	return config.DefaultPath
+}
+
+// Libkrun loads the configured libkrun the way a sandbox's VMM does (the
+// shim has no cgo, so it asks boxlite-vmm -probe) and reports its version, or
+// what is missing and how to get it. The test double is reported as such:
+// it fails the preflight, since it boots no VM.
+func Libkrun(cfg *config.Config) (Result, LibkrunInfo) {
+	r := Result{Name: "libkrun"}
+	lib := cfg.LibkrunPath
+	if lib == "" {
+		lib = vmm.DefaultLibkrun
+	}
+	info := LibkrunInfo{Requested: lib}
+	bin, err := vmm.BesideShim(vmm.VMMBinaryName)
+	if err != nil {
+		r.Status, r.Detail = Fail, err.Error()
+		return r, info
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(bin, "-probe", "-libkrun", lib)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	var exitErr *exec.ExitError
+	if runErr != nil && !errors.As(runErr, &exitErr) {
+		r.Status = Fail
+		r.Detail = fmt.Sprintf("cannot run %s: %v", bin, runErr)
+		r.Fix = "install boxlite-vmm beside the shim (make vmm), built with cgo"
+		return r, info
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &info); err != nil {
+		r.Status = Fail
+		r.Detail = fmt.Sprintf("%s -probe: %v; it said: %s", bin, runErr, strings.TrimSpace(stderr.String()))
+		r.Fix = "install a boxlite-vmm built with cgo beside the shim (make vmm)"
+		return r, info
+	}
+	switch {
+	case info.Loaded == "":
+		r.Status = Fail
+		r.Detail = fmt.Sprintf("%s cannot be loaded: %s", lib, info.Error)
+		r.Fix = installLibkrun(cfg)
+	case slices.Contains(info.Missing, "krun_create_ctx"): // every libkrun has it
+		r.Status = Fail
+		r.Detail = fmt.Sprintf("%s is not libkrun: it has none of the krun_* functions the VMM calls", info.Loaded)
+		r.Fix = "point libkrun_path in " + configName(cfg) + " at libkrun.so.1, or remove the key; " + installLibkrun(cfg)
+	case len(info.Missing) > 0:
+		r.Status = Fail
+		r.Detail = fmt.Sprintf("%s lacks %s", info.Loaded, strings.Join(info.Missing, ", "))
+		r.Fix = "install a newer libkrun (1.x with krun_add_vsock_port2), or point libkrun_path at one in " + configName(cfg)
+	case info.TestDouble:
+		r.Status = Warn
+		r.Detail = fmt.Sprintf("%s is the boxlite libkrun test double (tests only): it runs the workload as a host process and boots no VM", info.Loaded)
+		r.Fix = "point libkrun_path in " + configName(cfg) + " at a real libkrun.so.1 (your distribution's libkrun package, or built from github.com/containers/libkrun), or remove the key to use the dynamic loader's search path"
+	default:
+		r.Status = Pass
+		version := info.Version
+		if version == "" {
+			version = "(version not in the file name)"
+		}
+		r.Detail = fmt.Sprintf("libkrun %s loaded from %s", version, info.File)
+	}
+	return r, info
+}
