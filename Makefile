@@ -6,6 +6,7 @@
 #   make generate              regenerate the agent API from runtime/agent/api/agent.proto
 #   make deps                  provision kernels, containerd, ctr, crictl, CNI (cached)
 #   make test                  deps + build + the whole test suite
+#   make fuzz                  run each fuzz target for FUZZTIME (default 10s; make test does)
 #   make demo                  a private containerd running containers through the shim
 
 GO            ?= go
@@ -20,7 +21,7 @@ PKG           := github.com/boxlite/boxlite-shim
 LDFLAGS       := -X $(PKG)/runtime/version.Version=$(VERSION) -X $(PKG)/runtime/version.Revision=$(REVISION)
 BLOBS         := $(foreach k,$(KERNELS),kernel/blobs/$(k)/libkrunfw.so.5.zst)
 
-.PHONY: all build shim vmm agent generate deps test unit e2e vet fmt demo clean blobs testbins FORCE
+.PHONY: all build shim vmm agent generate fuzz deps test unit e2e vet fmt demo clean blobs testbins FORCE
 
 all: build
 
@@ -66,6 +67,16 @@ test: deps
 	$(MAKE) KERNELS="lean net" build testbins vet
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -tags 'kernel_lean kernel_net' ./kernel/...
+	$(MAKE) fuzz
+
+# Each fuzz target for a bounded time (FUZZTIME each); failures land in testdata/fuzz.
+FUZZTIME ?= 10s
+FUZZ     := config:FuzzParse config:FuzzCheckAnnotations kernel:FuzzInspect kernel:FuzzSelect
+fuzz:
+	@set -e; for t in $(FUZZ); do \
+		echo "fuzz ./$${t%%:*} $${t#*:} for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$${t#*:}$$" -fuzztime=$(FUZZTIME) ./$${t%%:*}; \
+	done
 
 demo: deps
 	$(MAKE) KERNELS="lean net" build testbins
