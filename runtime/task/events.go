@@ -24,9 +24,11 @@ type queue struct {
 	publisher shim.Publisher
 }
 
-func newQueue(publisher shim.Publisher) *queue {
+// newQueue starts the forwarder; ctx carries the shim's namespace, which
+// the publisher needs.
+func newQueue(ctx context.Context, publisher shim.Publisher) *queue {
 	q := &queue{events: make(chan any, 128), stop: make(chan struct{}), finished: make(chan struct{}), publisher: publisher}
-	go q.forward()
+	go q.forward(context.WithoutCancel(ctx))
 	return q
 }
 
@@ -39,8 +41,7 @@ func (q *queue) send(e any) {
 	}
 }
 
-func (q *queue) forward() {
-	ctx := context.Background()
+func (q *queue) forward(ctx context.Context) {
 	defer close(q.finished)
 	defer q.publisher.Close()
 	publish := func(e any) {

@@ -60,7 +60,7 @@ const sandboxFailureStatus = 255
 func NewTaskService(ctx context.Context, publisher shim.Publisher, sd shutdown.Service) (taskAPI.TTRPCTaskService, error) {
 	s := &service{
 		ctx:        context.WithoutCancel(ctx),
-		queue:      newQueue(publisher),
+		queue:      newQueue(ctx, publisher),
 		shutdown:   sd,
 		reaper:     reaper.Default(),
 		containers: map[string]*container{},

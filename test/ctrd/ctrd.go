@@ -217,6 +217,12 @@ func (d *Daemon) CtrStdout(ctx context.Context, args ...string) (string, error) 
 	return out.String(), nil
 }
 
+// CtrCommand is the command running the real ctr against the daemon with
+// args; the caller sets its stdio.
+func (d *Daemon) CtrCommand(ctx context.Context, args ...string) *exec.Cmd {
+	return d.ctrCommand(ctx, args...)
+}
+
 func (d *Daemon) ctrCommand(ctx context.Context, args ...string) *exec.Cmd {
 	full := append([]string{"--address", d.Address, "--namespace", "boxlite-test"}, args...)
 	cmd := exec.CommandContext(ctx, filepath.Join(Deps(), "bin", "ctr"), full...)

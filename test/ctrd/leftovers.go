@@ -85,7 +85,7 @@ func AssertNoLeftovers(t testing.TB, dirs ...string) {
 // cgroup2 mount whose names start with prefix (the agent's per-sandbox
 // cgroup roots under the libkrun test double).
 func CgroupsLeft(prefix string) []string {
-	root := cgroup2Mount()
+	root := Cgroup2Mount()
 	if root == "" {
 		return nil
 	}
@@ -99,8 +99,8 @@ func CgroupsLeft(prefix string) []string {
 	return out
 }
 
-// cgroup2Mount is where the host mounts its cgroup v2 hierarchy ("" if not).
-func cgroup2Mount() string {
+// Cgroup2Mount is where the host mounts its cgroup v2 hierarchy ("" if not).
+func Cgroup2Mount() string {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return ""

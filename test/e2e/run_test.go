@@ -1,20 +1,553 @@
 package e2e
 
 import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/boxlite/boxlite-shim/runtime/sandbox"
+	"github.com/boxlite/boxlite-shim/test/ctrd"
 )
 
+// TestCtr drives the shim with the real ctr against a private containerd
+// 2.4: every sandbox is a VMM process running the guest agent through the
+// libkrun test double. Each subtest checks that nothing of ours remains.
 func TestCtr(t *testing.T) {
 	s := newSuite(t)
-	t.Run("run-exit-code", func(t *testing.T) {
-		t.Cleanup(func() { s.assertClean(t) })
-		ctx := ctxFor(t, 90*time.Second)
-		out, err := s.d.CtrStdout(ctx, s.runArgs("--rm", s.img, "run1", "sh", "-c", "echo hi; exit 3")...)
-		if code := exitCode(err); code != 3 || out != "hi\n" {
-			t.Fatalf("ctr run: exit %d (%v), stdout %q; want 3 and \"hi\\n\"", code, err, out)
+
+	t.Run("run", func(t *testing.T) {
+		cases := []struct {
+			name      string
+			args      []string
+			stdin     string
+			code      int
+			stdout    string
+			stderrHas string
+		}{
+			{name: "exit-code", args: []string{"sh", "-c", "echo hi; exit 3"}, code: 3, stdout: "hi\n"},
+			{name: "stderr-separate", args: []string{"sh", "-c", "echo out; echo err >&2"}, stdout: "out\n", stderrHas: "err"},
+			{name: "stdin-piped", args: []string{"sh", "-c", "cat; echo done"}, stdin: "line one\nline two\n", stdout: "line one\nline two\ndone\n"},
+			{name: "big-output-drained", args: []string{"sh", "-c", "seq 1 20000; exit 1"}, code: 1, stdout: seq(20000)},
+			{name: "env-and-cwd", args: []string{"sh", "-c", "cd /tmp && pwd && echo $PATH"}, stdout: "/tmp\n/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"},
+		}
+		for i, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Cleanup(func() { s.assertClean(t) })
+				ctx := ctxFor(t, 90*time.Second)
+				id := fmt.Sprintf("run%d", i)
+				cmd := s.d.CtrCommand(ctx, s.runArgs(append([]string{"--rm", s.img, id}, tc.args...)...)...)
+				var stdout, stderr strings.Builder
+				cmd.Stdout, cmd.Stderr = &stdout, &stderr
+				if tc.stdin != "" {
+					cmd.Stdin = strings.NewReader(tc.stdin)
+				}
+				err := cmd.Run()
+				if code := exitCode(err); code != tc.code || stdout.String() != tc.stdout {
+					t.Errorf("exit %d (%v), stdout %q\nwant exit %d, stdout %q\nstderr: %s", code, err, short(stdout.String()), tc.code, short(tc.stdout), stderr.String())
+				}
+				if !strings.Contains(stderr.String(), tc.stderrHas) {
+					t.Errorf("stderr %q does not contain %q", stderr.String(), tc.stderrHas)
+				}
+			})
 		}
 	})
-	_ = strings.TrimSpace
+
+	t.Run("tty", func(t *testing.T) {
+		t.Cleanup(func() { s.assertClean(t) })
+		ctx := ctxFor(t, 90*time.Second)
+		// ctr sends the terminal's size right after Start: wait for it.
+		script := `until [ -n "$(stty size 2>/dev/null | grep -v '^0 0$')" ]; do sleep 0.05; done; stty size; test -t 0 && echo is-a-tty; read line; echo "got:$line"; exit 4`
+		term := openPty(t, 40, 100)
+		cmd := s.d.CtrCommand(ctx, s.runArgs("--rm", "-t", s.img, "tty1", "sh", "-c", script)...)
+		term.attach(cmd)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		term.closeSlave()
+		out := term.reader()
+		if _, err := out.waitFor("is-a-tty"); err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("terminal: %v", err)
+		}
+		if _, err := term.master.Write([]byte("typed\r")); err != nil {
+			t.Fatal(err)
+		}
+		all, _ := out.waitFor("got:typed")
+		err := cmd.Wait()
+		if code := exitCode(err); code != 4 {
+			t.Errorf("ctr run -t: exit %d (%v), want 4; terminal: %q", code, err, all)
+		}
+		if !strings.Contains(all, "40 100") {
+			t.Errorf("the terminal size did not reach the container: %q", all)
+		}
+	})
+
+	t.Run("exec-ps-metrics-pause", func(t *testing.T) {
+		t.Cleanup(func() { s.assertClean(t) })
+		ctx := ctxFor(t, 120*time.Second)
+		id := "long1"
+		s.startDetached(t, id, "sleep", "1000")
+
+		cases := []struct {
+			name      string
+			args      []string
+			code      int
+			stdout    string
+			stderrHas string
+		}{
+			{name: "exit-code-and-streams", args: []string{"sh", "-c", "echo out; echo err >&2; exit 5"}, code: 5, stdout: "out\n", stderrHas: "err"},
+			{name: "sees-init", args: []string{"sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '"}, stdout: "sleep 1000 "},
+			{name: "missing-program", args: []string{"/no/such/program"}, code: -2},
+		}
+		for i, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				cmd := s.d.CtrCommand(ctx, append([]string{"task", "exec", "--exec-id", fmt.Sprintf("e%d", i), id}, tc.args...)...)
+				var stdout, stderr strings.Builder
+				cmd.Stdout, cmd.Stderr = &stdout, &stderr
+				err := cmd.Run()
+				code := exitCode(err)
+				if tc.code == -2 {
+					if err == nil || !strings.Contains(stderr.String(), "/no/such/program") {
+						t.Errorf("exec of a missing program: %v, stderr %q", err, stderr.String())
+					}
+					return
+				}
+				if code != tc.code || stdout.String() != tc.stdout || !strings.Contains(stderr.String(), tc.stderrHas) {
+					t.Errorf("exit %d (%v), stdout %q, stderr %q; want %d, %q, %q", code, err, stdout.String(), stderr.String(), tc.code, tc.stdout, tc.stderrHas)
+				}
+			})
+		}
+
+		out, err := s.d.CtrStdout(ctx, "task", "ps", id)
+		if err != nil || len(strings.Fields(out)) < 3 {
+			t.Errorf("ctr task ps: %v\n%s", err, out)
+		}
+		t.Logf("ctr task ps:\n%s", out)
+
+		out, err = s.d.CtrStdout(ctx, "task", "metrics", "--format", "json", id)
+		if err != nil {
+			t.Errorf("ctr task metrics: %v", err)
+		} else {
+			var m struct {
+				Pids *struct{ Current uint64 } `json:"pids"`
+				CPU  *struct {
+					UsageUsec uint64 `json:"usage_usec"`
+				} `json:"cpu"`
+			}
+			if err := json.Unmarshal([]byte(out), &m); err != nil || m.Pids == nil || m.Pids.Current < 1 {
+				t.Logf("metrics (json): %s", out)
+				if err != nil {
+					t.Errorf("ctr task metrics --format json: %v", err)
+				} else if m.Pids == nil {
+					// pids is a cgroup v2 controller: report which one is missing.
+					t.Logf("no pids statistics: this host's cgroup v2 has no pids controller")
+				}
+			}
+		}
+		if out, err := s.d.CtrStdout(ctx, "task", "metrics", id); err != nil {
+			t.Errorf("ctr task metrics: %v", err)
+		} else {
+			t.Logf("ctr task metrics:\n%s", out)
+		}
+
+		for _, step := range []struct{ cmd, want string }{{"pause", "PAUSED"}, {"resume", "RUNNING"}} {
+			if out, err := s.d.Ctr(ctx, "task", step.cmd, id); err != nil {
+				t.Fatalf("ctr task %s: %v: %s", step.cmd, err, out)
+			}
+			if st := s.taskStatus(t, id); st != step.want {
+				t.Errorf("after ctr task %s the task is %s, want %s", step.cmd, st, step.want)
+			}
+		}
+		// The container is still alive after resume.
+		if out, err := s.d.CtrStdout(ctx, "task", "exec", "--exec-id", "after-resume", id, "echo", "alive"); err != nil || out != "alive\n" {
+			t.Errorf("exec after resume: %v %q", err, out)
+		}
+	})
+
+	t.Run("kill", func(t *testing.T) {
+		cases := []struct {
+			name   string
+			signal string
+			code   int
+		}{
+			{"SIGTERM", "SIGTERM", 42},
+			{"SIGKILL", "SIGKILL", 137},
+		}
+		for i, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Cleanup(func() { s.assertClean(t) })
+				ctx := ctxFor(t, 90*time.Second)
+				id := fmt.Sprintf("kill%d", i)
+				script := `trap "echo terminated; exit 42" TERM; echo ready; while :; do sleep 0.1; done`
+				cmd := s.d.CtrCommand(ctx, s.runArgs("--rm", s.img, id, "sh", "-c", script)...)
+				stdout, err := cmd.StdoutPipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				r := bufio.NewReader(stdout)
+				if line, err := r.ReadString('\n'); err != nil || line != "ready\n" {
+					t.Fatalf("container did not start: %q %v", line, err)
+				}
+				if out, err := s.d.Ctr(ctx, "task", "kill", "-s", tc.signal, id); err != nil {
+					t.Fatalf("ctr task kill: %v: %s", err, out)
+				}
+				rest, _ := io.ReadAll(r)
+				err = cmd.Wait()
+				if code := exitCode(err); code != tc.code {
+					t.Errorf("after %s: exit %d (%v), want %d; output %q", tc.signal, code, err, tc.code, rest)
+				}
+			})
+		}
+	})
+
+	t.Run("kernel", func(t *testing.T) {
+		for _, variant := range []string{"lean", "net"} {
+			t.Run(variant, func(t *testing.T) {
+				t.Cleanup(func() { s.assertClean(t) })
+				blob := filepath.Join(ctrd.Deps(), "kernels", variant, "libkrunfw.so.5")
+				ctrd.Require(t, blob)
+				want := sha256File(t, blob)
+				id := "k-" + variant
+				s.startDetached(t, id, "--annotation", "io.boxlite.kernel="+variant, "sleep", "1000")
+				rec := s.record(t, id)
+				mapped := mappedKrunfw(t, rec.VMMPid)
+				if len(mapped) != 1 {
+					t.Fatalf("VMM %d maps %d libkrunfw files (%v), want exactly one", rec.VMMPid, len(mapped), mapped)
+				}
+				if got := sha256File(t, mapped[0]); got != want {
+					t.Errorf("VMM %d maps %s (sha256 %s), which is not the %s kernel %s (sha256 %s)", rec.VMMPid, mapped[0], got[:12], variant, blob, want[:12])
+				}
+			})
+		}
+		t.Run("bogus", func(t *testing.T) {
+			t.Cleanup(func() { s.assertClean(t) })
+			ctx := ctxFor(t, 60*time.Second)
+			out, err := s.d.Ctr(ctx, s.runArgs("--rm", "--annotation", "io.boxlite.kernel=bogus", s.img, "k-bogus", "true")...)
+			if err == nil || !strings.Contains(out, `"bogus"`) || !strings.Contains(out, "lean, net") {
+				t.Errorf("kernel=bogus: want a clear error naming the value and the variants; got %v: %s", err, out)
+			}
+			t.Logf("ctr: %s", strings.TrimSpace(out))
+			s.removeContainer(t, "k-bogus")
+		})
+		t.Run("net-on-lean-only-build", func(t *testing.T) {
+			t.Cleanup(func() { s.assertClean(t) })
+			leanOnly := buildLeanOnlyShim(t)
+			ctx := ctxFor(t, 60*time.Second)
+			args := []string{"run", "--rm", "--runtime", leanOnly, "--runtime-config-path", s.cfg, "--annotation", "io.boxlite.kernel=net", s.img, "k-leanonly", "true"}
+			out, err := s.d.Ctr(ctx, args...)
+			if err == nil || !strings.Contains(out, `"net" is not available`) || !strings.Contains(out, "make KERNELS=") || !strings.Contains(out, "[kernel.paths]") {
+				t.Errorf("net on a lean-only build: want an error saying how to get net; got %v: %s", err, out)
+			}
+			t.Logf("ctr: %s", strings.TrimSpace(out))
+			s.removeContainer(t, "k-leanonly")
+		})
+	})
+
+	t.Run("vmm-dies", func(t *testing.T) {
+		t.Cleanup(func() { s.assertClean(t) })
+		ctx := ctxFor(t, 90*time.Second)
+		id := "vmmdies"
+		cmd := s.d.CtrCommand(ctx, s.runArgs("--rm", s.img, id, "sh", "-c", "echo ready; exec sleep 1000")...)
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		r := bufio.NewReader(stdout)
+		if line, err := r.ReadString('\n'); err != nil || line != "ready\n" {
+			t.Fatalf("container did not start: %q %v", line, err)
+		}
+		rec := s.record(t, id)
+		if err := syscallKill(rec.VMMPid); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.ReadAll(r)
+		if code := exitCode(cmd.Wait()); code != 255 {
+			t.Errorf("a task whose VMM died: exit %d, want 255 (sandbox failure)", code)
+		}
+	})
+
+	t.Run("shim-killed", func(t *testing.T) {
+		t.Cleanup(func() { s.assertClean(t) })
+		ctx := ctxFor(t, 90*time.Second)
+		id := "shimkill"
+		s.startDetached(t, id, "sleep", "1000")
+		rec := s.record(t, id)
+		shimPid := findShim(t, id)
+		if err := syscallKill(shimPid); err != nil {
+			t.Fatal(err)
+		}
+		// containerd notices, runs `shim delete` in the bundle, then removes
+		// the bundle.
+		for {
+			if _, err := os.Stat(s.bundle(id)); os.IsNotExist(err) {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("the bundle of task %s is still there after its shim was killed", id)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(rec.VMMPid))); err == nil && isVMMProcess(rec.VMMPid) {
+			t.Errorf("VMM %d still runs after containerd cleaned up the dead shim", rec.VMMPid)
+		}
+		// `shim delete` is safe to run again.
+		bin := filepath.Join(ctrd.BinDir(t), "containerd-shim-boxlite-v2")
+		bundle := s.bundle(id)
+		if err := os.MkdirAll(bundle, 0o700); err == nil {
+			defer os.RemoveAll(bundle)
+			del := exec.Command(bin, "-namespace", "boxlite-test", "-id", id, "-bundle", bundle, "delete")
+			del.Dir = bundle
+			if out, err := del.CombinedOutput(); err != nil {
+				t.Errorf("second shim delete: %v: %s", err, out)
+			}
+		}
+	})
+
+	t.Run("oom", func(t *testing.T) {
+		if !hostHasMemoryController() {
+			t.Skip("this host's cgroup v2 hierarchy has no memory controller (it is hybrid: v1 controllers, cgroup2 without memory), so the agent under the libkrun test double cannot limit memory or see OOM kills; needs a host with the cgroup v2 memory controller, or a real guest")
+		}
+		t.Cleanup(func() { s.assertClean(t) })
+		ctx := ctxFor(t, 90*time.Second)
+		events := s.d.CtrCommand(ctx, "events")
+		var evOut syncBuilder
+		events.Stdout = &evOut
+		if err := events.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { events.Process.Kill(); events.Wait() }()
+		out, err := s.d.Ctr(ctx, s.runArgs("--rm", "--memory-limit", "33554432", s.img, "oom1", "sh", "-c", "x=a; while :; do x=$x$x; done")...)
+		if code := exitCode(err); code != 137 {
+			t.Errorf("memory hog: exit %d (%v), want 137: %s", code, err, out)
+		}
+		// TaskOOM is published before TaskExit, so it reached containerd
+		// before ctr run returned; ctr events may print it a little later.
+		for !strings.Contains(evOut.String(), "/tasks/oom") {
+			if ctx.Err() != nil {
+				t.Fatalf("no /tasks/oom event: %s", evOut.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+
+	t.Run("real-guest", func(t *testing.T) {
+		// e.g. `uname -r` showing the guest kernel's LOCALVERSION.
+		t.Skip(realGuestMissing())
+	})
+}
+
+// syncBuilder is a strings.Builder safe for a writer and a reader.
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuilder) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func syscallKill(pid int) error { return unix.Kill(pid, unix.SIGKILL) }
+
+func seq(n int) string {
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&b, "%d\n", i)
+	}
+	return b.String()
+}
+
+func short(s string) string {
+	if len(s) > 200 {
+		return s[:100] + "..." + s[len(s)-100:]
+	}
+	return s
+}
+
+// startDetached runs ctr run -d and removes the container when the test ends.
+func (s *suite) startDetached(t *testing.T, id string, args ...string) {
+	t.Helper()
+	ctx := ctxFor(t, 60*time.Second)
+	var opts []string
+	for len(args) > 1 && strings.HasPrefix(args[0], "--") {
+		opts = append(opts, args[0], args[1])
+		args = args[2:]
+	}
+	full := s.runArgs(append(append([]string{"-d"}, opts...), append([]string{s.img, id}, args...)...)...)
+	t.Cleanup(func() { s.removeContainer(t, id) })
+	if out, err := s.d.Ctr(ctx, full...); err != nil {
+		t.Fatalf("ctr run -d: %v: %s", err, out)
+	}
+}
+
+func (s *suite) bundle(id string) string {
+	return filepath.Join(s.d.State, "io.containerd.runtime.v2.task", "boxlite-test", id)
+}
+
+// record reads the sandbox's state record the shim keeps in the bundle.
+func (s *suite) record(t *testing.T, id string) sandbox.Record {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.bundle(id), sandbox.RecordName))
+	if err != nil {
+		t.Fatalf("sandbox state record: %v", err)
+	}
+	var r sandbox.Record
+	if err := json.Unmarshal(b, &r); err != nil || r.VMMPid <= 0 {
+		t.Fatalf("sandbox state record %s: %v", b, err)
+	}
+	return r
+}
+
+func (s *suite) taskStatus(t *testing.T, id string) string {
+	t.Helper()
+	out, err := s.d.CtrStdout(ctxFor(t, 20*time.Second), "task", "ls")
+	if err != nil {
+		t.Fatalf("ctr task ls: %v", err)
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) >= 3 && f[0] == id {
+			return f[2]
+		}
+	}
+	return "(not listed)"
+}
+
+func sha256File(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// mappedKrunfw lists the distinct files named libkrunfw* (or in a kernel
+// cache) that process pid has mapped.
+func mappedKrunfw(t *testing.T, pid int) []string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatalf("maps of VMM %d: %v", pid, err)
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 6 {
+			continue
+		}
+		p := f[5]
+		if strings.Contains(p, "krunfw") && !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// findShim returns the PID of the shim serving task id.
+func findShim(t *testing.T, id string) int {
+	t.Helper()
+	for _, p := range ctrd.OurProcesses() {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.Pid))
+		args := strings.Split(string(b), "\x00")
+		if filepath.Base(args[0]) != "containerd-shim-boxlite-v2" {
+			continue
+		}
+		for i := range args[:len(args)-1] {
+			if args[i] == "-id" && args[i+1] == id {
+				return p.Pid
+			}
+		}
+	}
+	t.Fatalf("no shim process for task %s", id)
+	return 0
+}
+
+func isVMMProcess(pid int) bool {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return strings.TrimSpace(string(b)) == "boxlite-vmm"
+}
+
+// hostHasMemoryController reports whether the host's cgroup v2 hierarchy
+// offers the memory controller.
+func hostHasMemoryController() bool {
+	root := ctrd.Cgroup2Mount()
+	if root == "" {
+		return false
+	}
+	b, _ := os.ReadFile(filepath.Join(root, "cgroup.controllers"))
+	for _, c := range strings.Fields(string(b)) {
+		if c == "memory" {
+			return true
+		}
+	}
+	return false
+}
+
+// realGuestMissing says what is missing for booting a real guest ("" if
+// nothing is).
+func realGuestMissing() string {
+	found := false
+	for _, d := range []string{"/usr/lib64", "/usr/lib", "/usr/lib/x86_64-linux-gnu", "/usr/local/lib", "/usr/local/lib64"} {
+		if _, err := os.Stat(filepath.Join(d, "libkrun.so.1")); err == nil {
+			found = true
+		}
+	}
+	if !found {
+		return "needs a real guest: libkrun is not installed (no libkrun.so.1 on this host; only the test double is), so e.g. `uname -r` cannot show the guest kernel's LOCALVERSION"
+	}
+	if _, err := os.Stat("/dev/kvm"); err != nil {
+		return "needs a real guest: no /dev/kvm on this host"
+	}
+	return "needs a real guest: libkrun is installed, but whether KVM boots a stock guest here is not probed by this suite (this machine's PVM nested virtualisation does not)"
+}
+
+// buildLeanOnlyShim builds a shim embedding only the lean kernel.
+func buildLeanOnlyShim(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "containerd-shim-boxlite-v2")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "kernel_lean", "-o", out, "./cmd/containerd-shim-boxlite-v2")
+	cmd.Dir = ctrd.RepoRoot(t)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building a lean-only shim (needs kernel/blobs/lean from `make`): %v\n%s", err, b)
+	}
+	return out
 }
