@@ -261,6 +261,49 @@ func TestCtr(t *testing.T) {
 		})
 	})
 
+	t.Run("event-order", func(t *testing.T) {
+		t.Cleanup(func() { s.assertClean(t) })
+		ctx := ctxFor(t, 90*time.Second)
+		id := "events1"
+		events := s.d.CtrCommand(ctx, "events")
+		var evOut syncBuilder
+		events.Stdout = &evOut
+		if err := events.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { events.Process.Kill(); events.Wait() }()
+		// ctr events subscribes asynchronously: run a marker until it shows.
+		for i := 0; !strings.Contains(evOut.String(), "/tasks/"); i++ {
+			if ctx.Err() != nil {
+				t.Fatal("ctr events printed nothing")
+			}
+			s.d.Ctr(ctx, s.runArgs("--rm", s.img, fmt.Sprintf("marker%d", i), "true")...)
+		}
+		s.startDetached(t, id, "sleep", "1000")
+		if out, err := s.d.Ctr(ctx, "task", "exec", "--exec-id", "x1", id, "true"); err != nil {
+			t.Fatalf("exec: %v: %s", err, out)
+		}
+		if out, err := s.d.Ctr(ctx, "task", "kill", "-s", "SIGKILL", id); err != nil {
+			t.Fatalf("kill: %v: %s", err, out)
+		}
+		s.removeContainer(t, id)
+		var got []string
+		for {
+			got = taskTopics(evOut.String(), id)
+			if len(got) > 0 && got[len(got)-1] == "/tasks/delete" {
+				break
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		want := []string{"/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exec-started", "/tasks/exit x1", "/tasks/exit " + id, "/tasks/delete"}
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("task events of %s:\n got %q\nwant %q\nctr events:\n%s", id, got, want, evOut.String())
+		}
+	})
+
 	t.Run("vmm-dies", func(t *testing.T) {
 		t.Cleanup(func() { s.assertClean(t) })
 		ctx := ctxFor(t, 90*time.Second)
@@ -376,6 +419,32 @@ func (s *syncBuilder) String() string {
 }
 
 func syscallKill(pid int) error { return unix.Kill(pid, unix.SIGKILL) }
+
+// taskTopics picks the /tasks/ events of container id from ctr events'
+// output ("date time zone UTC namespace topic event"), with the process id
+// after exits.
+func taskTopics(out, id string) []string {
+	var topics []string
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.SplitN(l, " ", 7)
+		if len(f) < 7 || !strings.HasPrefix(f[5], "/tasks/") {
+			continue
+		}
+		var ev struct {
+			ContainerID string `json:"container_id"`
+			ID          string `json:"id"`
+		}
+		if json.Unmarshal([]byte(f[6]), &ev) != nil || ev.ContainerID != id {
+			continue
+		}
+		topic := f[5]
+		if topic == "/tasks/exit" {
+			topic += " " + ev.ID
+		}
+		topics = append(topics, topic)
+	}
+	return topics
+}
 
 func seq(n int) string {
 	var b strings.Builder
