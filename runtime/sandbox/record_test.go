@@ -1,0 +1,69 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func writeRecord(t *testing.T, bundle string, r Record) {
+	t.Helper()
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, RecordName), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCleanupWithoutRecord(t *testing.T) {
+	if err := Cleanup(context.Background(), t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCleanupRemovesDirAndRecordTwice(t *testing.T) {
+	bundle, base := t.TempDir(), t.TempDir()
+	dir := filepath.Join(base, "ns", "sb1")
+	if err := os.MkdirAll(filepath.Join(dir, "root", "tmp"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeRecord(t, bundle, Record{ID: "sb1", Dir: dir})
+	for i := 0; i < 2; i++ {
+		if err := Cleanup(context.Background(), bundle); err != nil {
+			t.Fatalf("cleanup #%d: %v", i+1, err)
+		}
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("sandbox dir left: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(bundle, RecordName)); !os.IsNotExist(err) {
+		t.Errorf("record left: %v", err)
+	}
+}
+
+// A VMM PID that now belongs to some unrelated process is left alone.
+func TestCleanupSparesReusedPid(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	bundle := t.TempDir()
+	writeRecord(t, bundle, Record{ID: "sb2", Dir: filepath.Join(t.TempDir(), "x"), VMMPid: cmd.Process.Pid})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := Cleanup(ctx, bundle); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("an unrelated process with the recorded PID was killed: %v", err)
+	}
+}
