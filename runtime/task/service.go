@@ -56,6 +56,9 @@ var (
 // ended without the agent reporting their exit.
 const sandboxFailureStatus = 255
 
+// failedStartStatus is the exit status of an init whose start failed.
+const failedStartStatus = 255
+
 // NewTaskService returns the shim's task service.
 func NewTaskService(ctx context.Context, publisher shim.Publisher, sd shutdown.Service) (taskAPI.TTRPCTaskService, error) {
 	s := &service{
@@ -296,10 +299,18 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 		}
 	}
 	if err != nil {
-		p.mu.Lock()
-		p.started = false
-		p.mu.Unlock()
-		return nil, errgrpc.ToGRPC(fmt.Errorf("start process %s of task %s: %w", p.id(), r.ID, err))
+		err = fmt.Errorf("start process %s of task %s: %w", p.id(), r.ID, err)
+		if r.ExecID == "" {
+			// As with runc, an init that failed to start has exited: the
+			// task can be deleted, and its exit is published.
+			log.G(ctx).WithError(err).Warn("init failed to start")
+			s.failedStart(p, time.Now())
+		} else {
+			p.mu.Lock()
+			p.started = false
+			p.mu.Unlock()
+		}
+		return nil, errgrpc.ToGRPC(err)
 	}
 	p.mu.Lock()
 	p.pid = uint32(pid)
@@ -315,6 +326,19 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 	// exit that raced Start is not lost.
 	go s.waitExit(c, p, ac)
 	return &taskAPI.StartResponse{Pid: uint32(pid)}, nil
+}
+
+// failedStart records the exit of an init whose start failed.
+func (s *service) failedStart(p *process, at time.Time) {
+	p.closeIO()
+	p.mu.Lock()
+	p.status = task.Status_STOPPED
+	p.exitStatus = failedStartStatus
+	p.exitedAt = at
+	pid := p.pid
+	p.mu.Unlock()
+	s.send(&eventstypes.TaskExit{ContainerID: p.containerID, ID: p.id(), Pid: pid, ExitStatus: failedStartStatus, ExitedAt: protobuf.ToTimestamp(at)})
+	p.markExited()
 }
 
 // waitExit waits for a started process to exit, drains its output, and

@@ -187,6 +187,7 @@ func TestCtr(t *testing.T) {
 		}{
 			{"SIGTERM", "SIGTERM", 42},
 			{"SIGKILL", "SIGKILL", 137},
+			{"SIGKILL-all", "SIGKILL", 137},
 		}
 		for i, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
@@ -206,7 +207,11 @@ func TestCtr(t *testing.T) {
 				if line, err := r.ReadString('\n'); err != nil || line != "ready\n" {
 					t.Fatalf("container did not start: %q %v", line, err)
 				}
-				if out, err := s.d.Ctr(ctx, "task", "kill", "-s", tc.signal, id); err != nil {
+				kill := []string{"task", "kill", "-s", tc.signal}
+				if strings.HasSuffix(tc.name, "-all") {
+					kill = append(kill, "--all")
+				}
+				if out, err := s.d.Ctr(ctx, append(kill, id)...); err != nil {
 					t.Fatalf("ctr task kill: %v: %s", err, out)
 				}
 				rest, _ := io.ReadAll(r)
@@ -237,16 +242,6 @@ func TestCtr(t *testing.T) {
 				}
 			})
 		}
-		t.Run("bogus", func(t *testing.T) {
-			t.Cleanup(func() { s.assertClean(t) })
-			ctx := ctxFor(t, 60*time.Second)
-			out, err := s.d.Ctr(ctx, s.runArgs("--rm", "--annotation", "io.boxlite.kernel=bogus", s.img, "k-bogus", "true")...)
-			if err == nil || !strings.Contains(out, `"bogus"`) || !strings.Contains(out, "lean, net") {
-				t.Errorf("kernel=bogus: want a clear error naming the value and the variants; got %v: %s", err, out)
-			}
-			t.Logf("ctr: %s", strings.TrimSpace(out))
-			s.removeContainer(t, "k-bogus")
-		})
 		t.Run("net-on-lean-only-build", func(t *testing.T) {
 			t.Cleanup(func() { s.assertClean(t) })
 			leanOnly := buildLeanOnlyShim(t)
@@ -259,6 +254,62 @@ func TestCtr(t *testing.T) {
 			t.Logf("ctr: %s", strings.TrimSpace(out))
 			s.removeContainer(t, "k-leanonly")
 		})
+	})
+
+	// Runs the shim refuses end in a clear error and leave nothing behind.
+	t.Run("refused", func(t *testing.T) {
+		cases := []struct {
+			name string
+			args []string
+			want []string
+		}{
+			{name: "kernel-bogus", args: []string{"--annotation", "io.boxlite.kernel=bogus", s.img, "r-bogus", "true"}, want: []string{`"bogus"`, "lean, net"}},
+			{name: "annotation-not-enabled", args: []string{"--annotation", "io.boxlite.cpus=2", s.img, "r-cpus", "true"}, want: []string{"io.boxlite.cpus", "not enabled", "[annotations] enabled"}},
+			{name: "unknown-annotation", args: []string{"--annotation", "io.boxlite.gpu=1", s.img, "r-gpu", "true"}, want: []string{"io.boxlite.gpu", "not one this shim understands"}},
+			{name: "missing-program", args: []string{s.img, "r-noprog", "/no/such/program"}, want: []string{"/no/such/program"}},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Cleanup(func() { s.assertClean(t) })
+				ctx := ctxFor(t, 60*time.Second)
+				id := tc.args[len(tc.args)-2]
+				if tc.name == "missing-program" {
+					id = tc.args[1]
+				}
+				t.Cleanup(func() { s.removeContainer(t, id) })
+				out, err := s.d.Ctr(ctx, s.runArgs(append([]string{"--rm"}, tc.args...)...)...)
+				if err == nil {
+					t.Fatalf("ctr run succeeded: %s", out)
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(out, w) {
+						t.Errorf("error does not say %q: %s", w, out)
+					}
+				}
+				t.Logf("ctr: %s", strings.TrimSpace(out))
+			})
+		}
+	})
+
+	t.Run("exec-tty", func(t *testing.T) {
+		t.Cleanup(func() { s.assertClean(t) })
+		ctx := ctxFor(t, 90*time.Second)
+		id := "exectty"
+		s.startDetached(t, id, "sleep", "1000")
+		term := openPty(t, 30, 90)
+		script := `until [ -n "$(stty size 2>/dev/null | grep -v '^0 0$')" ]; do sleep 0.05; done; stty size; exit 6`
+		cmd := s.d.CtrCommand(ctx, "task", "exec", "-t", "--exec-id", "t1", id, "sh", "-c", script)
+		term.attach(cmd)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		term.closeSlave()
+		out := term.reader()
+		err := cmd.Wait()
+		all, _ := out.waitFor("\x00never") // everything until the terminal closes
+		if code := exitCode(err); code != 6 || !strings.Contains(all, "30 90") {
+			t.Errorf("ctr task exec -t: exit %d (%v), want 6 and the size 30 90; terminal %q", code, err, all)
+		}
 	})
 
 	t.Run("event-order", func(t *testing.T) {
