@@ -1,6 +1,7 @@
 package ctrd
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -111,4 +112,44 @@ func Cgroup2Mount() string {
 		}
 	}
 	return ""
+}
+
+// SuiteLeftovers lists what a whole test run left behind, for a TestMain to
+// report after m.Run: processes of ours, mounts of containers' root
+// filesystems in a sandbox's guest root (/.boxlite/containers/...) anywhere
+// on the host, the test double's per-sandbox cgroups, and the suites'
+// temporary directories (os.MkdirTemp("", prefix), with their sockets)
+// under os.TempDir.
+func SuiteLeftovers(tempPrefixes ...string) []string {
+	var out []string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		procs := OurProcesses()
+		if len(procs) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			out = append(out, fmt.Sprintf("processes: %+v", procs))
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, m := range MountsUnder("/") {
+		if strings.Contains(m, "/.boxlite/containers/") {
+			out = append(out, "mount: "+m)
+		}
+	}
+	for _, c := range CgroupsLeft("boxlite-") {
+		out = append(out, "cgroup: "+c)
+	}
+	ents, _ := os.ReadDir(os.TempDir())
+	for _, e := range ents {
+		for _, p := range tempPrefixes {
+			// os.MkdirTemp names: the prefix, then digits.
+			if rest, ok := strings.CutPrefix(e.Name(), p); ok && rest != "" && strings.Trim(rest, "0123456789") == "" {
+				out = append(out, "directory: "+filepath.Join(os.TempDir(), e.Name()))
+			}
+		}
+	}
+	return out
 }
