@@ -17,7 +17,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/api/services/tasks/v1"
+	_ "github.com/containerd/containerd/v2/core/runtime" // registers the OCI types' type URLs
+	"github.com/containerd/typeurl/v2"
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/boxlite/boxlite-shim/runtime/sandbox"
 	"github.com/boxlite/boxlite-shim/test/ctrd"
@@ -309,6 +316,38 @@ func TestCtr(t *testing.T) {
 		all, _ := out.waitFor("\x00never") // everything until the terminal closes
 		if code := exitCode(err); code != 6 || !strings.Contains(all, "30 90") {
 			t.Errorf("ctr task exec -t: exit %d (%v), want 6 and the size 30 90; terminal %q", code, err, all)
+		}
+	})
+
+	t.Run("update-checkpoint", func(t *testing.T) {
+		t.Cleanup(func() { s.assertClean(t) })
+		ctx := ctxFor(t, 60*time.Second)
+		id := "upd1"
+		s.startDetached(t, id, "sleep", "1000")
+		conn, err := grpc.NewClient("unix://"+s.d.Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		limit := int64(64)
+		res, err := typeurl.MarshalAnyToProto(&specs.LinuxResources{Pids: &specs.LinuxPids{Limit: &limit}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx = metadata.AppendToOutgoingContext(ctx, "containerd-namespace", "boxlite-test")
+		_, err = tasks.NewTasksClient(conn).Update(ctx, &tasks.UpdateTaskRequest{ContainerID: id, Resources: res})
+		if hostHasController("pids") {
+			if err != nil {
+				t.Errorf("update pids limit: %v", err)
+			}
+		} else if err == nil || !strings.Contains(err.Error(), "pids") || !strings.Contains(err.Error(), "controller") {
+			t.Errorf("update pids limit where the guest has no pids controller: want a clear error, got %v", err)
+		} else {
+			t.Logf("update refused as expected: %v", err)
+		}
+		out, err := s.d.Ctr(ctxFor(t, 60*time.Second), "task", "checkpoint", id)
+		if err == nil || !strings.Contains(out, "not supported") {
+			t.Errorf("ctr task checkpoint: want a clear not-supported error, got %v: %s", err, out)
 		}
 	})
 
@@ -624,14 +663,18 @@ func isVMMProcess(pid int) bool {
 
 // hostHasMemoryController reports whether the host's cgroup v2 hierarchy
 // offers the memory controller.
-func hostHasMemoryController() bool {
+func hostHasMemoryController() bool { return hostHasController("memory") }
+
+// hostHasController reports whether the host's cgroup v2 hierarchy offers
+// controller name (the agent's cgroups are the host's under the double).
+func hostHasController(name string) bool {
 	root := ctrd.Cgroup2Mount()
 	if root == "" {
 		return false
 	}
 	b, _ := os.ReadFile(filepath.Join(root, "cgroup.controllers"))
 	for _, c := range strings.Fields(string(b)) {
-		if c == "memory" {
+		if c == name {
 			return true
 		}
 	}
