@@ -153,6 +153,41 @@ write_manifest() {
 	mv -f "$tmp" "$MANIFEST"
 }
 
+# on_exit STATUS, after a failed install, writes a manifest that is the union
+# of the records made so far and those of the previous manifest.
+on_exit() {
+	[ "$1" -ne 0 ] || return 0
+	[ -d "$R/var/lib/boxlite" ] || return 0
+	if [ -f "$MANIFEST" ]; then
+		NEW_MANIFEST=$(printf '%s' "$NEW_MANIFEST" | awk -v old="$MANIFEST" '
+			{ seen[$1 " " $2] = 1; print }
+			END { while ((getline l < old) > 0) { split(l, f, " "); if (!((f[1] " " f[2]) in seen)) print l } }')
+		NEW_MANIFEST="$NEW_MANIFEST
+"
+	fi
+	write_manifest
+	echo "$PROG: install failed part way; what it did is recorded in $MANIFEST: \`$PROG uninstall\` undoes it" >&2
+}
+
+# dest_ok REL fails unless each existing component of ROOT/REL's directory is
+# a directory (so that install will not fail part way on it).
+dest_ok() {
+	local rel d old_ifs part
+	rel=$(dirname "$1")
+	d=$R
+	old_ifs=$IFS
+	IFS=/
+	# shellcheck disable=SC2086
+	set -- $rel
+	IFS=$old_ifs
+	for part in "$@"; do
+		d=$d/$part
+		if [ -e "$d" ] && [ ! -d "$d" ]; then
+			die "$d is not a directory; install needs it as one (nothing was changed)"
+		fi
+	done
+}
+
 # mkdirs REL creates ROOT/REL and its missing parents, recording each one it
 # creates (or that an earlier install recorded).
 mkdirs() {
@@ -355,8 +390,14 @@ do_install() {
 	if [ -e "$MANIFEST" ] && [ ! -f "$MANIFEST" ]; then
 		die "$MANIFEST is not a regular file"
 	fi
+	for rel in usr/local/bin/x etc/boxlite/x etc/containerd/conf.d/x $MANIFEST_REL; do
+		dest_ok "$rel"
+	done
 	plan_import
 
+	# From here on, a failure still leaves a manifest covering what was done
+	# (and what earlier installs did), so that uninstall can undo it.
+	trap 'on_exit $?' EXIT
 	mkdirs var/lib/boxlite
 	for b in $BINARIES; do
 		place "$BIN/$b" "usr/local/bin/$b" 0755
@@ -422,8 +463,8 @@ do_uninstall() {
 	done <"$MANIFEST"
 	dirs=$(awk '$1 == "dir" { print $2 }' "$MANIFEST")
 	rm -f "$MANIFEST"
-	# Directories install created, deepest (latest) first; only if empty.
-	for d in $(printf '%s\n' "$dirs" | awk 'NF { l[n++] = $0 } END { while (n > 0) print l[--n] }'); do
+	# Directories install created, deepest first; only if empty.
+	for d in $(printf '%s\n' "$dirs" | awk -F/ 'NF { print NF, $0 }' | sort -rn | cut -d' ' -f2-); do
 		if [ -d "$R/$d" ]; then
 			rmdir "$R/$d" 2>/dev/null || note "/$d: not empty, left in place"
 		fi

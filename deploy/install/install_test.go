@@ -38,7 +38,10 @@ func fakeBin(t *testing.T) string {
 func toolbox(t *testing.T, extra map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, tool := range []string{"sh", "awk", "base64", "basename", "cat", "chmod", "cmp", "cp", "cut", "dirname", "grep", "mkdir", "mv", "rm", "rmdir", "sed", "sha256sum", "stat", "tr", "wc"} {
+	for _, tool := range []string{"sh", "awk", "base64", "basename", "cat", "chmod", "cmp", "cp", "cut", "dirname", "grep", "mkdir", "mv", "rm", "rmdir", "sed", "sha256sum", "sort", "stat", "tr", "wc"} {
+		if _, ok := extra[tool]; ok {
+			continue
+		}
 		p, err := exec.LookPath(tool)
 		if err != nil {
 			t.Fatalf("%s: %v", tool, err)
@@ -418,6 +421,12 @@ func TestBadInput(t *testing.T) {
 		{"two subcommands", "", func(root, bin string) []string { return []string{"install", "uninstall", "--root", root} }, 2, "more than one subcommand"},
 		{"--root without value", "", func(root, bin string) []string { return []string{"install", "--bin", bin, "--root"} }, 2, "--root needs a directory"},
 		{"missing root", "", func(root, bin string) []string { return []string{"install", "--root", missing, "--bin", bin} }, 1, "--root " + missing + " is not a directory"},
+		{"install path blocked by a file", "", func(root, bin string) []string {
+			if err := os.WriteFile(filepath.Join(root, "etc", "boxlite"), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return []string{"install", "--root", root, "--bin", bin}
+		}, 1, "etc/boxlite is not a directory"},
 		{"multi-line imports without conf.d", "version = 3\nimports = [\n  \"/etc/x.toml\",\n]\n", func(root, bin string) []string { return []string{"install", "--root", root, "--bin", bin} }, 1, "cannot extend safely"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -425,9 +434,11 @@ func TestBadInput(t *testing.T) {
 			if c.config != "" {
 				files["etc/containerd/config.toml"] = c.config
 			}
+			files["etc/hostname"] = "node1\n"
 			root := scratchRoot(t, files)
+			args := c.args(root, fakeBin(t))
 			before := tree(t, root)
-			r := run(t, "", c.args(root, fakeBin(t))...)
+			r := run(t, "", args...)
 			if r.code != c.code {
 				t.Errorf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", r.code, c.code, r.stdout, r.stderr)
 			}
@@ -472,6 +483,41 @@ func TestRestart(t *testing.T) {
 			got, _ := os.ReadFile(log)
 			if string(got) != c.want {
 				t.Errorf("tools ran %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+// TestFailedInstallUndone: an install that fails part way (here: copying one
+// binary fails) exits non-zero and leaves a manifest from which uninstall
+// restores the root exactly.
+func TestFailedInstallUndone(t *testing.T) {
+	cp, err := exec.LookPath("cp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	failingCp := `case "$1" in *boxlite-agent) echo "cp: disk full" >&2; exit 1;; esac
+exec ` + cp + ` "$@"
+`
+	for _, previous := range []bool{false, true} {
+		t.Run(fmt.Sprintf("previous install %v", previous), func(t *testing.T) {
+			root := scratchRoot(t, map[string]string{"etc/containerd/config.toml": operatorConfig})
+			bin := fakeBin(t)
+			before := tree(t, root)
+			if previous {
+				mustRun(t, "install", "--root", root, "--bin", bin)
+				// A new build of the agent: the upgrade fails copying it.
+				if err := os.WriteFile(filepath.Join(bin, "boxlite-agent"), []byte("new agent\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := run(t, toolbox(t, map[string]string{"cp": failingCp}), "install", "--root", root, "--bin", bin)
+			if r.code == 0 || !strings.Contains(r.stderr, "install failed part way") {
+				t.Fatalf("exit %d, stderr %q: want a failure that says so", r.code, r.stderr)
+			}
+			mustRun(t, "uninstall", "--root", root)
+			if d := diffTrees(before, tree(t, root)); d != "" {
+				t.Errorf("after uninstall the root differs from before install:\n%s", d)
 			}
 		})
 	}
