@@ -56,7 +56,7 @@ var (
 // ended without the agent reporting their exit.
 const sandboxFailureStatus = 255
 
-// failedStartStatus is the exit status of an init whose start failed.
+// failedStartStatus is the exit status of a process whose start failed.
 const failedStartStatus = 255
 
 // NewTaskService returns the shim's task service.
@@ -306,9 +306,16 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 			log.G(ctx).WithError(err).Warn("init failed to start")
 			s.failedStart(p, time.Now())
 		} else {
+			// An exec that failed to start is stopped: it cannot be
+			// started again, only deleted, and the init's exit does not
+			// wait for it.
+			p.closeIO()
 			p.mu.Lock()
-			p.started = false
+			p.status = task.Status_STOPPED
+			p.exitStatus = failedStartStatus
+			p.exitedAt = time.Now()
 			p.mu.Unlock()
+			p.markExited()
 		}
 		return nil, errgrpc.ToGRPC(err)
 	}

@@ -46,6 +46,7 @@ func TestCtr(t *testing.T) {
 			stderrHas string
 		}{
 			{name: "exit-code", args: []string{"sh", "-c", "echo hi; exit 3"}, code: 3, stdout: "hi\n"},
+			{name: "immediate-exit", args: []string{"true"}},
 			{name: "stderr-separate", args: []string{"sh", "-c", "echo out; echo err >&2"}, stdout: "out\n", stderrHas: "err"},
 			{name: "stdin-piped", args: []string{"sh", "-c", "cat; echo done"}, stdin: "line one\nline two\n", stdout: "line one\nline two\ndone\n"},
 			{name: "big-output-drained", args: []string{"sh", "-c", "seq 1 20000; exit 1"}, code: 1, stdout: seq(20000)},
@@ -316,6 +317,45 @@ func TestCtr(t *testing.T) {
 		all, _ := out.waitFor("\x00never") // everything until the terminal closes
 		if code := exitCode(err); code != 6 || !strings.Contains(all, "30 90") {
 			t.Errorf("ctr task exec -t: exit %d (%v), want 6 and the size 30 90; terminal %q", code, err, all)
+		}
+	})
+
+	// The VM is configured from the config and the sandbox's annotations:
+	// the test double's call log shows what the VMM asked libkrun for.
+	t.Run("vm-config", func(t *testing.T) {
+		t.Cleanup(func() { s.assertClean(t) })
+		cfg := s.writeConfig(t, "all-annotations.toml", "[annotations]\nenabled = [\"io.boxlite.*\"]\n")
+		id := "vmcfg"
+		ctx := ctxFor(t, 60*time.Second)
+		t.Cleanup(func() { s.removeContainer(t, id) })
+		args := []string{"run", "-d", "--runtime", runtimeName, "--runtime-config-path", cfg,
+			"--annotation", "io.boxlite.cpus=2", "--annotation", "io.boxlite.memory_mib=256", s.img, id, "sleep", "1000"}
+		if out, err := s.d.Ctr(ctx, args...); err != nil {
+			t.Fatalf("ctr run: %v: %s", err, out)
+		}
+		rec := s.record(t, id)
+		b, err := os.ReadFile(filepath.Join(rec.Dir, "vmm", "krun-calls.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls := map[string]map[string]any{}
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var c map[string]any
+			if err := json.Unmarshal([]byte(l), &c); err != nil {
+				t.Fatalf("call log line %q: %v", l, err)
+			}
+			calls[fmt.Sprint(c["call"])] = c
+		}
+		for _, c := range []struct{ call, key, want string }{
+			{"krun_set_vm_config", "vcpus", "2"},
+			{"krun_set_vm_config", "ram_mib", "256"},
+			{"krun_set_root", "root", filepath.Join(rec.Dir, "root")},
+			{"krun_set_exec", "exec_path", "/.boxlite/boxlite-agent"},
+			{"krun_add_vsock_port2", "port", "1024"},
+		} {
+			if got := fmt.Sprint(calls[c.call][c.key]); got != c.want {
+				t.Errorf("%s %s = %s, want %s", c.call, c.key, got, c.want)
+			}
 		}
 	})
 
