@@ -245,9 +245,10 @@ place() {
 		fi
 	fi
 	tmp=$(dirname "$dst")/.$(basename "$dst").boxlite-tmp
-	cp "$src" "$tmp"
-	chmod "$mode" "$tmp"
-	mv -f "$tmp" "$dst"
+	if ! { cp "$src" "$tmp" && chmod "$mode" "$tmp" && mv -f "$tmp" "$dst"; }; then
+		rm -f "$tmp"
+		die "could not install /$rel"
+	fi
 	record file "$rel" "$want"
 	note "installed /$rel"
 }

@@ -85,6 +85,10 @@ func run(t *testing.T, path string, args ...string) result {
 		path = toolbox(t, nil)
 	}
 	script := filepath.Join(deployDir(t), "install", "install.sh")
+	// Read it here too: go test's cache then knows the result depends on it.
+	if _, err := os.ReadFile(script); err != nil {
+		t.Fatal(err)
+	}
 	shArgs := append([]string{script}, args...)
 	if filepath.Base(shell) == "busybox" {
 		shArgs = append([]string{"sh"}, shArgs...)
