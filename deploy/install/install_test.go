@@ -486,7 +486,19 @@ func TestRestart(t *testing.T) {
 			}
 			got, _ := os.ReadFile(log)
 			if string(got) != c.want {
-				t.Errorf("tools ran %q, want %q", got, c.want)
+				t.Errorf("install: tools ran %q, want %q", got, c.want)
+			}
+			// uninstall restarts the same way.
+			uargs := []string{"uninstall", "--root", root}
+			if c.flag {
+				uargs = append(uargs, "--restart")
+			}
+			if r := run(t, path, uargs...); r.code != 0 || !strings.Contains(r.stdout, c.msg) {
+				t.Errorf("uninstall: exit %d, stdout %q, want it to say %q (stderr %q)", r.code, r.stdout, c.msg, r.stderr)
+			}
+			got, _ = os.ReadFile(log)
+			if string(got) != c.want+c.want {
+				t.Errorf("install and uninstall: tools ran %q, want %q", got, c.want+c.want)
 			}
 		})
 	}
