@@ -466,6 +466,10 @@ func TestCtr(t *testing.T) {
 		id := "shimkill"
 		s.startDetached(t, id, "sleep", "1000")
 		rec := s.record(t, id)
+		recBytes, err := os.ReadFile(filepath.Join(s.bundle(id), sandbox.RecordName))
+		if err != nil {
+			t.Fatal(err)
+		}
 		shimPid := findShim(t, id)
 		if err := syscallKill(shimPid); err != nil {
 			t.Fatal(err)
@@ -484,16 +488,22 @@ func TestCtr(t *testing.T) {
 		if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(rec.VMMPid))); err == nil && isVMMProcess(rec.VMMPid) {
 			t.Errorf("VMM %d still runs after containerd cleaned up the dead shim", rec.VMMPid)
 		}
-		// `shim delete` is safe to run again.
+		// `shim delete` is safe to run again, with the same state record.
 		bin := filepath.Join(ctrd.BinDir(t), "containerd-shim-boxlite-v2")
-		bundle := s.bundle(id)
-		if err := os.MkdirAll(bundle, 0o700); err == nil {
-			defer os.RemoveAll(bundle)
-			del := exec.Command(bin, "-namespace", "boxlite-test", "-id", id, "-bundle", bundle, "delete")
-			del.Dir = bundle
-			if out, err := del.CombinedOutput(); err != nil {
-				t.Errorf("second shim delete: %v: %s", err, out)
-			}
+		bundle := filepath.Join(t.TempDir(), id)
+		if err := os.MkdirAll(bundle, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(bundle, sandbox.RecordName), recBytes, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		del := exec.Command(bin, "-namespace", "boxlite-test", "-id", id, "-bundle", bundle, "delete")
+		del.Dir = bundle
+		if out, err := del.CombinedOutput(); err != nil {
+			t.Errorf("second shim delete: %v: %s", err, out)
+		}
+		if _, err := os.Stat(filepath.Join(bundle, sandbox.RecordName)); !os.IsNotExist(err) {
+			t.Errorf("the second delete left the state record: %v", err)
 		}
 	})
 
