@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/mount"
@@ -73,6 +74,8 @@ type Sandbox struct {
 	hostCG  string
 	stopMu  sync.Mutex
 	stopped bool
+	// stopping is set when Stop begins: the VMM's end is then expected.
+	stopping atomic.Bool
 }
 
 // Prepare checks the sandbox's annotations against the configuration,
@@ -229,6 +232,10 @@ func (s *Sandbox) VMMPid() int {
 	return s.vmm.Pid()
 }
 
+// Stopping reports whether Stop has been called: a VMM exit after it is
+// expected, not a failure.
+func (s *Sandbox) Stopping() bool { return s.stopping.Load() }
+
 // Done is closed when the VMM has exited.
 func (s *Sandbox) Done() <-chan struct{} { return s.vmm.Done() }
 
@@ -251,6 +258,7 @@ func (s *Sandbox) ExitReason() string {
 // under the guest root, and removes the sandbox's directories, state record
 // and (under the test double) host cgroup. It is idempotent.
 func (s *Sandbox) Stop(ctx context.Context) error {
+	s.stopping.Store(true)
 	s.stopMu.Lock()
 	defer s.stopMu.Unlock()
 	if s.stopped {

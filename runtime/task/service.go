@@ -258,10 +258,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 // processes' waiters then report the failure as their exit.
 func (s *service) watchSandbox(sb *sandbox.Sandbox) {
 	<-sb.Done()
-	s.mu.Lock()
-	current := s.sb == sb
-	s.mu.Unlock()
-	if current {
+	if !sb.Stopping() {
 		log.G(s.ctx).WithField("sandbox", sb.ID).Errorf("sandbox failed: %s without the guest agent reporting; its tasks exit with status %d", sb.ExitReason(), sandboxFailureStatus)
 	}
 }
@@ -331,7 +328,10 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 	// The waiter starts after the start event is queued, so the exit event
 	// follows it; the agent keeps an exit until it is waited for, so an
 	// exit that raced Start is not lost.
-	go s.waitExit(c, p, ac)
+	s.mu.Lock()
+	sb := s.sb
+	s.mu.Unlock()
+	go s.waitExit(c, p, ac, sb)
 	return &taskAPI.StartResponse{Pid: uint32(pid)}, nil
 }
 
@@ -350,14 +350,11 @@ func (s *service) failedStart(p *process, at time.Time) {
 
 // waitExit waits for a started process to exit, drains its output, and
 // queues TaskExit. For init, the container's exec processes' exits go first.
-func (s *service) waitExit(c *container, p *process, ac *agent.Client) {
+func (s *service) waitExit(c *container, p *process, ac *agent.Client, sb *sandbox.Sandbox) {
 	ctx := s.ctx
 	st, err := ac.Wait(ctx, p.containerID, p.execID)
 	status, exitedAt := st.Status, st.ExitedAt
 	if err != nil {
-		s.mu.Lock()
-		sb := s.sb
-		s.mu.Unlock()
 		reason := err.Error()
 		if sb != nil {
 			select {
@@ -366,8 +363,12 @@ func (s *service) waitExit(c *container, p *process, ac *agent.Client) {
 			case <-time.After(5 * time.Second):
 			}
 		}
-		log.G(ctx).WithField("id", p.containerID).WithField("exec", p.execID).
-			Errorf("the guest agent did not report the exit of process %s (%s): sandbox failure, reporting exit status %d", p.id(), reason, sandboxFailureStatus)
+		l := log.G(ctx).WithField("id", p.containerID).WithField("exec", p.execID)
+		if sb != nil && sb.Stopping() {
+			l.Warnf("process %s was still running when its sandbox was stopped; reporting exit status %d", p.id(), sandboxFailureStatus)
+		} else {
+			l.Errorf("the guest agent did not report the exit of process %s (%s): sandbox failure, reporting exit status %d", p.id(), reason, sandboxFailureStatus)
+		}
 		status, exitedAt = sandboxFailureStatus, time.Now()
 	} else {
 		s.mu.Lock()
