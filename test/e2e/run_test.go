@@ -261,6 +261,16 @@ func TestCtr(t *testing.T) {
 			}
 			t.Logf("ctr: %s", strings.TrimSpace(out))
 			s.removeContainer(t, "k-leanonly")
+
+			// That binary has no boxlite-agent beside it: lean boots
+			// nothing and says what is missing.
+			args = []string{"run", "--rm", "--runtime", leanOnly, "--runtime-config-path", s.cfg, s.img, "k-noagent", "true"}
+			out, err = s.d.Ctr(ctx, args...)
+			if err == nil || !strings.Contains(out, "boxlite-agent") || !strings.Contains(out, "make agent") {
+				t.Errorf("a shim without boxlite-agent beside it: want an error naming it; got %v: %s", err, out)
+			}
+			t.Logf("ctr: %s", strings.TrimSpace(out))
+			s.removeContainer(t, "k-noagent")
 		})
 	})
 
