@@ -470,6 +470,12 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 		}
 		p.closeIO()
 		if !started {
+			p.mu.Lock()
+			p.status = task.Status_STOPPED
+			if p.exitedAt.IsZero() {
+				p.exitedAt = time.Now()
+			}
+			p.mu.Unlock()
 			p.markExited()
 		}
 		c.mu.Lock()

@@ -1,0 +1,111 @@
+package task
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/shutdown"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	"github.com/containerd/typeurl/v2"
+	"github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func newTestService(t *testing.T) (*service, shutdown.Service) {
+	t.Helper()
+	ctx, sd := shutdown.WithShutdown(namespaces.WithNamespace(context.Background(), "test"))
+	ts, err := NewTaskService(ctx, &recorder{}, sd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts.(*service), sd
+}
+
+func TestUnknownTask(t *testing.T) {
+	s, _ := newTestService(t)
+	ctx := namespaces.WithNamespace(context.Background(), "test")
+	calls := map[string]func() error{
+		"State":  func() error { _, err := s.State(ctx, &taskAPI.StateRequest{ID: "x"}); return err },
+		"Start":  func() error { _, err := s.Start(ctx, &taskAPI.StartRequest{ID: "x"}); return err },
+		"Delete": func() error { _, err := s.Delete(ctx, &taskAPI.DeleteRequest{ID: "x"}); return err },
+		"Kill":   func() error { _, err := s.Kill(ctx, &taskAPI.KillRequest{ID: "x", Signal: 9}); return err },
+		"Wait":   func() error { _, err := s.Wait(ctx, &taskAPI.WaitRequest{ID: "x"}); return err },
+		"Pids":   func() error { _, err := s.Pids(ctx, &taskAPI.PidsRequest{ID: "x"}); return err },
+		"Stats":  func() error { _, err := s.Stats(ctx, &taskAPI.StatsRequest{ID: "x"}); return err },
+		"Pause":  func() error { _, err := s.Pause(ctx, &taskAPI.PauseRequest{ID: "x"}); return err },
+		"Exec":   func() error { _, err := s.Exec(ctx, &taskAPI.ExecProcessRequest{ID: "x", ExecID: "e"}); return err },
+		"Update": func() error { _, err := s.Update(ctx, &taskAPI.UpdateTaskRequest{ID: "x"}); return err },
+		"CloseIO": func() error {
+			_, err := s.CloseIO(ctx, &taskAPI.CloseIORequest{ID: "x", Stdin: true})
+			return err
+		},
+		"ResizePty": func() error {
+			_, err := s.ResizePty(ctx, &taskAPI.ResizePtyRequest{ID: "x", Width: 80, Height: 24})
+			return err
+		},
+	}
+	for name, call := range calls {
+		if err := errgrpc.ToNative(call()); !errdefs.IsNotFound(err) {
+			t.Errorf("%s of an unknown task: %v, want NotFound", name, err)
+		}
+	}
+	_, err := s.Checkpoint(ctx, &taskAPI.CheckpointTaskRequest{ID: "x"})
+	if !errdefs.IsNotImplemented(errgrpc.ToNative(err)) {
+		t.Errorf("Checkpoint: %v, want NotImplemented", err)
+	}
+	resp, err := s.Connect(ctx, &taskAPI.ConnectRequest{ID: "x"})
+	if err != nil || resp.ShimPid != uint32(os.Getpid()) {
+		t.Errorf("Connect: %v %v", resp, err)
+	}
+}
+
+// A Create the shim refuses answers a clear error that is never
+// Unimplemented, leaves nothing behind, and the shim then shuts down.
+func TestCreateRefusedLeavesNothing(t *testing.T) {
+	s, sd := newTestService(t)
+	dir := t.TempDir()
+	bundle := filepath.Join(dir, "bundle")
+	state := filepath.Join(dir, "state")
+	if err := os.MkdirAll(bundle, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spec := specs.Spec{Version: specs.Version, Process: &specs.Process{Args: []string{"true"}},
+		Annotations: map[string]string{"io.boxlite.kernel": "bogus"}}
+	b, _ := json.Marshal(&spec)
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := typeurl.MarshalAnyToProto(&runtimeoptions.Options{ConfigBody: []byte("state_dir = \"" + state + "\"\ncache_dir = \"" + filepath.Join(dir, "cache") + "\"\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := namespaces.WithNamespace(context.Background(), "test")
+	_, err = s.Create(ctx, &taskAPI.CreateTaskRequest{ID: "t1", Bundle: bundle, Options: opts})
+	if code := status.Code(err); err == nil || code == codes.Unimplemented || !errdefs.IsInvalidArgument(errgrpc.ToNative(err)) {
+		t.Fatalf("Create with kernel=bogus: %v (code %v), want InvalidArgument", err, code)
+	}
+	ents, _ := os.ReadDir(bundle)
+	if len(ents) != 1 {
+		t.Errorf("bundle holds more than config.json: %v", ents)
+	}
+	if ents, _ := os.ReadDir(state); len(ents) != 0 {
+		t.Errorf("state left: %v", ents)
+	}
+	if _, err := s.Shutdown(ctx, &taskAPI.ShutdownRequest{ID: "t1"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-sd.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the shim did not shut down with no task")
+	}
+}
