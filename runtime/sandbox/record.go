@@ -80,8 +80,12 @@ func Cleanup(ctx context.Context, bundle string) error {
 		return fmt.Errorf("parse sandbox state record %s: %w", path, err)
 	}
 	var errs []error
+	pids := vmmsIn(r.Dir) // also one the record missed (a crash while booting)
 	if r.VMMPid > 0 {
-		if err := killGroup(ctx, r.VMMPid); err != nil {
+		pids = append(pids, r.VMMPid)
+	}
+	for _, pid := range pids {
+		if err := killGroup(ctx, pid); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -119,6 +123,27 @@ func killGroup(ctx context.Context, pgid int) error {
 		}
 	}
 	return nil
+}
+
+// vmmsIn lists the boxlite-vmm processes whose working directory (the VMM's
+// state directory) is under dir.
+func vmmsIn(dir string) []int {
+	if dir == "" {
+		return nil
+	}
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || !isVMM(pid) {
+			continue
+		}
+		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
+		if err == nil && (cwd == dir || strings.HasPrefix(cwd, dir+"/")) {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // isVMM reports whether pid runs boxlite-vmm.

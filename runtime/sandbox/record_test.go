@@ -67,3 +67,49 @@ func TestCleanupSparesReusedPid(t *testing.T) {
 		t.Errorf("an unrelated process with the recorded PID was killed: %v", err)
 	}
 }
+
+// A VMM the record does not name (the shim died while booting) is found by
+// its working directory, its state directory, and killed.
+func TestCleanupFindsUnrecordedVMM(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep binary")
+	}
+	base := t.TempDir()
+	fake := filepath.Join(base, "boxlite-vmm")
+	b, err := os.ReadFile(sleep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(fake, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(base, "ns", "sb3")
+	if err := os.MkdirAll(filepath.Join(dir, "vmm"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(fake, "60")
+	cmd.Dir = filepath.Join(dir, "vmm")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer cmd.Process.Kill()
+	bundle := t.TempDir()
+	writeRecord(t, bundle, Record{ID: "sb3", Dir: dir})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := Cleanup(ctx, bundle); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the unrecorded VMM was not killed")
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("sandbox dir left: %v", err)
+	}
+}
