@@ -289,7 +289,10 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 			err = fmt.Errorf("task %s has exited: %w", r.ID, errdefs.ErrFailedPrecondition)
 		} else {
 			var att *agent.Attached
-			pid, att, err = ac.Exec(ctx, r.ID, r.ExecID, p.spec, p.pipes.IO())
+			p.mu.Lock()
+			pio := p.pipes.IO()
+			p.mu.Unlock()
+			pid, att, err = ac.Exec(ctx, r.ID, r.ExecID, p.spec, pio)
 			p.mu.Lock()
 			p.att = att
 			p.mu.Unlock()
