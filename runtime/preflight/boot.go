@@ -3,28 +3,20 @@ package preflight
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/boxlite/boxlite-shim/config"
-	"github.com/boxlite/boxlite-shim/kernel"
 	"github.com/boxlite/boxlite-shim/reaper"
-	"github.com/boxlite/boxlite-shim/runtime/agent"
-	"github.com/boxlite/boxlite-shim/runtime/vmm"
+	"github.com/boxlite/boxlite-shim/runtime/sandbox"
 )
 
-// Boot probe limits: one small guest, given a generous time to boot.
-const (
-	bootProbeMemoryMiB = 256
-	bootProbeTimeout   = 30 * time.Second
-	bootProbePort      = 1024
-)
+// bootProbeTimeout bounds the whole probe: boot, one call, stop.
+const bootProbeTimeout = 40 * time.Second
 
-// Boot starts one sandbox's VM exactly as the shim does (boxlite-vmm with
-// the default kernel, the guest agent as its workload, the agent reached
-// through libkrun's vsock bridge), asks the agent which kernel it runs on,
+// Boot starts one sandbox's VM exactly as the shim does (package sandbox:
+// boxlite-vmm with the default kernel, the guest agent as its workload,
+// reached through libkrun's vsock bridge), asks the agent which kernel it runs on,
 // and stops it. It says plainly whether a guest booted. Through the libkrun
 // test double the agent answers from the host: that is reported as "no guest
 // booted", never as a pass. It needs a loadable libkrun, a usable /dev/kvm
@@ -49,7 +41,7 @@ func Boot(cfg *config.Config, lib LibkrunInfo, kvmOK bool, kernels []KernelRow) 
 		return r
 	}
 
-	info, took, err := bootProbe(cfg, def.Source)
+	info, took, err := bootProbe(cfg)
 	switch {
 	case err != nil:
 		r.Status = Fail
@@ -69,87 +61,46 @@ func Boot(cfg *config.Config, lib LibkrunInfo, kvmOK bool, kernels []KernelRow) 
 	return r
 }
 
-// bootProbe runs the probe sandbox in a temporary directory it removes.
-func bootProbe(cfg *config.Config, k kernel.Source) (_ *agentInfo, took time.Duration, retErr error) {
-	agentBin, err := vmm.BesideShim("boxlite-agent")
-	if err != nil {
-		return nil, 0, err
-	}
+// bootProbe boots the probe sandbox through package sandbox, the shim's own
+// path, with its state in a temporary directory it removes.
+func bootProbe(cfg *config.Config) (_ *agentInfo, took time.Duration, retErr error) {
 	dir, err := os.MkdirTemp("", "boxlite-check-")
 	if err != nil {
 		return nil, 0, err
 	}
 	defer os.RemoveAll(dir)
-	root := filepath.Join(dir, "root")
-	if err := os.Mkdir(root, 0o755); err != nil {
-		return nil, 0, err
-	}
-	if err := copyFile(agentBin, filepath.Join(root, "boxlite-agent"), 0o755); err != nil {
-		return nil, 0, fmt.Errorf("staging the agent (install boxlite-agent beside the shim: make agent): %w", err)
-	}
+	probeCfg := *cfg
+	probeCfg.StateDir = dir
 	if err := reaper.SetSubreaper(); err != nil {
 		return nil, 0, err
 	}
 	r := reaper.New()
 	defer r.Close()
 
-	ctx, cancel := context.WithTimeout(context.Background(), bootProbeTimeout+10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), bootProbeTimeout)
 	defer cancel()
 	start := time.Now()
-	v, err := vmm.Start(ctx, vmm.Config{
-		ID:           "boot-probe",
-		StateDir:     filepath.Join(dir, "vm"),
-		RootDir:      root,
-		Kernel:       k,
-		LibkrunPath:  cfg.LibkrunPath,
-		CPUs:         1,
-		MemoryMiB:    bootProbeMemoryMiB,
-		AgentPort:    bootProbePort,
-		Workload:     []string{"/boxlite-agent", fmt.Sprintf("-vsock-port=%d", bootProbePort)},
-		ReadyTimeout: bootProbeTimeout,
-	}, r)
+	sb, err := sandbox.Prepare(ctx, sandbox.Options{Namespace: "check", ID: "boot-probe", Config: &probeCfg, Reaper: r})
 	if err != nil {
 		return nil, 0, err
 	}
 	defer func() {
-		if err := v.Stop(context.WithoutCancel(ctx)); err != nil && retErr == nil {
+		if err := sb.Stop(context.WithoutCancel(ctx)); err != nil && retErr == nil {
 			retErr = err
 		}
 	}()
-	c, err := agent.Dial(ctx, v.AgentSocket())
-	if err != nil {
-		return nil, 0, fmt.Errorf("dialing the agent: %w", err)
+	if err := sb.Boot(ctx); err != nil {
+		return nil, 0, err
 	}
-	defer c.Close()
-	resp, err := c.Info(ctx)
+	resp, err := sb.Agent().Info(ctx)
 	if err != nil {
 		return nil, 0, fmt.Errorf("asking the agent: %w", err)
 	}
-	took = time.Since(start)
-	// A clean shutdown lets the agent remove what it made (its cgroup).
-	_ = c.Shutdown(ctx)
-	return &agentInfo{OnHost: resp.OnHost, Environment: resp.Environment, KernelRelease: resp.KernelRelease}, took, nil
+	return &agentInfo{OnHost: resp.OnHost, Environment: resp.Environment, KernelRelease: resp.KernelRelease}, time.Since(start), nil
 }
 
 type agentInfo struct {
 	OnHost        bool
 	Environment   string
 	KernelRelease string
-}
-
-func copyFile(src, dst string, mode os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
