@@ -145,7 +145,7 @@ func run(ctx context.Context, o options) (code int) {
 	h := &harness{log: os.Stderr}
 	rep := &Report{Started: time.Now().UTC(), Host: map[string]string{}, Flags: map[string]string{}}
 	flag.VisitAll(func(f *flag.Flag) { rep.Flags[f.Name] = f.Value.String() })
-	b := &bench{h: h, o: o, rep: rep, live: map[string]bool{}}
+	b := &bench{h: h, o: o, rep: rep, live: map[string]bool{}, nsCgroupsBefore: namespaceCgroups()}
 	defer func() {
 		if r := recover(); r != nil {
 			a, ok := r.(abort)
@@ -180,17 +180,18 @@ func run(ctx context.Context, o options) (code int) {
 	if left := boxliteMounts(); len(left) > 0 {
 		h.Fatalf("container mounts of a boxlite sandbox are already on this host: %v", left)
 	}
-	b.nsCgroupsBefore = namespaceCgroups()
 	b.setup()
 	b.kernelExtraction()
 	b.startDaemon()
 	sections := []func(context.Context){b.coldStart, b.execLatency, b.criFirstLog, b.memory, b.density}
 	for _, s := range sections {
 		if ctx.Err() != nil {
-			b.errorf("interrupted: %v", ctx.Err())
 			break
 		}
 		s(ctx)
+	}
+	if ctx.Err() != nil {
+		b.errorf("interrupted: the figures are partial")
 	}
 	return 0
 }
@@ -230,6 +231,7 @@ type bench struct {
 	img  string
 	seq  int
 	live map[string]bool // containers created and not yet removed
+	ids  []string        // every container name used
 	// nsCgroupsBefore are the cgroups named after the containerd namespace
 	// that existed before the bench (runc's containers live below them).
 	nsCgroupsBefore map[string]bool
@@ -351,7 +353,9 @@ func (b *bench) newID(rt, what string) string {
 	if rt == runc {
 		p = "rc"
 	}
-	return fmt.Sprintf("%s-%s-%d", p, what, b.seq)
+	id := fmt.Sprintf("%s-%s-%d", p, what, b.seq)
+	b.ids = append(b.ids, id)
+	return id
 }
 
 // runArgs are `ctr run` arguments for runtime rt.
@@ -363,9 +367,11 @@ func (b *bench) runArgs(rt string, extra ...string) []string {
 }
 
 // ctr runs ctr within the per-command limit and returns its stdout; stderr
-// is in the error.
+// is in the error. An interrupt (ctx) does not cut a command short: the
+// steps stop starting new ones, and a ctr killed halfway could leave a
+// container half made.
 func (b *bench) ctr(ctx context.Context, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, b.o.opTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.o.opTimeout)
 	defer cancel()
 	return b.d.CtrStdout(ctx, args...)
 }
@@ -517,6 +523,15 @@ func namespaceCgroups() map[string]bool {
 // removeNamespaceCgroups removes the namespace cgroups runc created during
 // the bench (rmdir: only once empty).
 func (b *bench) removeNamespaceCgroups() {
+	// A container whose creation was cut short can leave its own (empty)
+	// cgroup behind; only names the bench used are touched.
+	for d := range namespaceCgroups() {
+		for _, id := range b.ids {
+			if err := os.Remove(filepath.Join(d, id)); err == nil {
+				b.logf("removed the leftover cgroup %s", filepath.Join(d, id))
+			}
+		}
+	}
 	for d := range namespaceCgroups() {
 		if !b.nsCgroupsBefore[d] {
 			if err := os.Remove(d); err != nil {
