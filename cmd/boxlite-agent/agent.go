@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -148,6 +150,7 @@ func (a *agent) createContainer(req *api.CreateContainerRequest) (*api.CreateCon
 	}
 	cloneFlags := uintptr(0)
 	newNS := map[string]bool{}
+	pidNS := ""
 	var join []nsJoin
 	if spec.Linux != nil {
 		for _, ns := range spec.Linux.Namespaces {
@@ -161,7 +164,14 @@ func (a *agent) createContainer(req *api.CreateContainerRequest) (*api.CreateCon
 			case ns.Path == "":
 				cloneFlags |= uintptr(flag)
 				newNS[string(ns.Type)] = true
-			case ns.Type == specs.PIDNamespace || ns.Type == specs.MountNamespace:
+			case ns.Type == specs.PIDNamespace:
+				// A pod's shared PID namespace (its sandbox's): the init
+				// is forked into it (startChild).
+				if !isNamespace(ns.Path, "pid") {
+					return nil, fmt.Errorf("pid namespace %s: not a PID namespace in the guest: %w", ns.Path, errdefs.ErrInvalidArgument)
+				}
+				pidNS = ns.Path
+			case ns.Type == specs.MountNamespace:
 				return nil, fmt.Errorf("joining a %s namespace by path (%s) is not supported: %w", ns.Type, ns.Path, errdefs.ErrNotImplemented)
 			default:
 				join = append(join, nsJoin{Type: string(ns.Type), Path: ns.Path})
@@ -212,6 +222,7 @@ func (a *agent) createContainer(req *api.CreateContainerRequest) (*api.CreateCon
 		Spec:        &spec,
 		Rootfs:      rootfs,
 		NewNS:       newNS,
+		pidNS:       pidNS,
 	}
 	sys := &syscall.SysProcAttr{Cloneflags: cloneFlags}
 	if err := a.startChild(p, childInitCmd, cfg, sys); err != nil {
@@ -328,7 +339,13 @@ func (a *agent) startChild(p *process, cmd string, cfg *childConfig, sys *syscal
 	if cmd == childExecCmd {
 		onExit = p.onHelperExit
 	}
-	pid, err := a.reaper.forkExec(a.self, []string{a.self, cmd}, attr, onExit)
+	fork := func() (int, error) { return a.reaper.forkExec(a.self, []string{a.self, cmd}, attr, onExit) }
+	var pid int
+	if cfg.pidNS != "" {
+		pid, err = forkInPIDNamespace(cfg.pidNS, fork)
+	} else {
+		pid, err = fork()
+	}
 	if err != nil {
 		cfgW.Close()
 		return fmt.Errorf("start %s: %w", cmd, err)
@@ -713,4 +730,40 @@ func (a *agent) shutdown() {
 			log.Printf("shutdown: remove %s: %v", a.cg.root, err)
 		}
 	}
+}
+
+// forkInPIDNamespace runs fork on a thread whose children go to the PID
+// namespace at path (setns CLONE_NEWPID changes only where this thread's
+// children are born). The thread is never given back to other goroutines:
+// it ends with the goroutine.
+func forkInPIDNamespace(path string, fork func() (int, error)) (int, error) {
+	type result struct {
+		pid int
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // no unlock: the thread exits with us
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			ch <- result{0, fmt.Errorf("pid namespace %s: %w", path, err)}
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWPID); err != nil {
+			ch <- result{0, fmt.Errorf("join pid namespace %s: %w", path, err)}
+			return
+		}
+		pid, err := fork()
+		ch <- result{pid, err}
+	}()
+	r := <-ch
+	return r.pid, r.err
+}
+
+// isNamespace reports whether path is a namespace file of the given kind
+// ("pid", "net", ...).
+func isNamespace(path, kind string) bool {
+	l, err := os.Readlink(path)
+	return err == nil && strings.HasPrefix(l, kind+":[")
 }

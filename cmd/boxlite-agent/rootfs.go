@@ -65,6 +65,14 @@ func setupContainer(cfg *childConfig) error {
 		return err
 	}
 	if spec.Linux != nil {
+		// Sysctls first, as runc does: /proc/sys is among the read-only
+		// paths CRI gives.
+		for k, v := range spec.Linux.Sysctl {
+			p := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
+			if err := os.WriteFile(p, []byte(v), 0); err != nil {
+				return fmt.Errorf("sysctl %s=%s: %w", k, v, err)
+			}
+		}
 		for _, p := range spec.Linux.MaskedPaths {
 			if err := maskPath(p); err != nil {
 				return err
@@ -73,12 +81,6 @@ func setupContainer(cfg *childConfig) error {
 		for _, p := range spec.Linux.ReadonlyPaths {
 			if err := readonlyPath(p); err != nil {
 				return err
-			}
-		}
-		for k, v := range spec.Linux.Sysctl {
-			p := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
-			if err := os.WriteFile(p, []byte(v), 0); err != nil {
-				return fmt.Errorf("sysctl %s=%s: %w", k, v, err)
 			}
 		}
 	}

@@ -22,9 +22,12 @@ func setupGuest() (warnings []string) {
 		warnings = append(warnings, w)
 	}
 	// Nothing mounted from here on may propagate out (to the host, under the
-	// test double).
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		warn("make / rprivate: %v", err)
+	// test double); rslave, not rprivate, so that what the host mounts under
+	// the shared guest root later (a joining container's rootfs, as virtio-fs
+	// shows it in a VM) still reaches us. On a mount with no master (a VM's
+	// root) rslave is the same as rprivate.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+		warn("make / rslave: %v", err)
 	}
 	mount := func(src, target, fstype string, flags uintptr, data string) {
 		if err := os.MkdirAll(target, 0o755); err != nil {

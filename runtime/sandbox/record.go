@@ -30,6 +30,9 @@ type Record struct {
 	// (test double only); HostCgroup the same directory on the host.
 	CgroupName string `json:"cgroup_name,omitempty"`
 	HostCgroup string `json:"host_cgroup,omitempty"`
+	// PodCgroups are the host cgroup directories the shim made for a pod's
+	// VMM (its sandbox's cgroupsPath), deepest first.
+	PodCgroups []string `json:"pod_cgroups,omitempty"`
 }
 
 func (s *Sandbox) recordPath() string { return filepath.Join(s.opts.Bundle, RecordName) }
@@ -195,6 +198,11 @@ func cleanupDirs(r Record) error {
 	}
 	if r.HostCgroup != "" {
 		if err := removeCgroup(r.HostCgroup); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, d := range r.PodCgroups {
+		if err := removeCgroup(d); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -24,6 +24,8 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/boxlite/boxlite-shim/config"
 	"github.com/boxlite/boxlite-shim/kernel"
@@ -53,6 +55,12 @@ type Options struct {
 	// Bundle is the sandbox container's bundle: the state record goes there.
 	Bundle string
 	Reaper *reaper.Reaper
+	// CgroupsPath is a pod sandbox's host cgroup (cgroupfs form): the VMM
+	// is placed in it, where CRI reads the pod's stats; "" = none.
+	CgroupsPath string
+	// NetNS is the network namespace the VMM runs in (the pod's, that CNI
+	// prepared); "" = the shim's.
+	NetNS string
 	// AgentBinary is the agent to run as the guest's workload; "" means
 	// boxlite-agent beside the shim's executable.
 	AgentBinary string
@@ -86,6 +94,9 @@ func Prepare(ctx context.Context, o Options) (_ *Sandbox, retErr error) {
 	res, err := cfg.Resources(o.Annotations)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox %s: %w", o.ID, err)
+	}
+	if o.Annotations[AnnotationContainerType] == ContainerTypeSandbox {
+		res = PodResources(cfg, o.Annotations, res)
 	}
 	src, err := kernel.SelectAndLocate(o.Annotations, cfg.KernelPolicy(), cfg.CacheDir)
 	if err != nil {
@@ -147,7 +158,76 @@ func Prepare(ctx context.Context, o Options) (_ *Sandbox, retErr error) {
 	if err := copyFile(agentBin, filepath.Join(s.root, guestAgentPath), 0o755); err != nil {
 		return nil, fmt.Errorf("sandbox %s: installing the agent in the guest root: %w", o.ID, err)
 	}
+	// The containers' directory is a shared mount: what is mounted under it
+	// later (the rootfs of a container joining the pod, the files it shares
+	// from the host) reaches the guest, as virtio-fs shows a real guest the
+	// host's mounts under the shared directory.
+	ctrs := filepath.Join(s.root, guestContainers)
+	if err := unix.Mount(ctrs, ctrs, "", unix.MS_BIND, ""); err != nil {
+		return nil, fmt.Errorf("sandbox %s: bind mount %s: %w", o.ID, ctrs, err)
+	}
+	if err := unix.Mount("", ctrs, "", unix.MS_SHARED, ""); err != nil {
+		return nil, fmt.Errorf("sandbox %s: make %s shared: %w", o.ID, ctrs, err)
+	}
 	return s, nil
+}
+
+// ShareMounts makes the host files and directories the spec bind-mounts into
+// container id (under CRI: /etc/hosts, /etc/resolv.conf, /etc/hostname,
+// /dev/shm, volumes) reachable in the guest: each source is bind-mounted
+// under the container's directory in the guest root, and the spec's source
+// is rewritten to that guest path. The mounts go with UnmountRootfs.
+func (s *Sandbox) ShareMounts(id string, spec *specs.Spec) error {
+	dir := filepath.Join(guestContainers, id, "mounts")
+	for i := range spec.Mounts {
+		m := &spec.Mounts[i]
+		if !isBind(*m) || !filepath.IsAbs(m.Source) {
+			continue
+		}
+		st, err := os.Stat(m.Source)
+		if err != nil {
+			return fmt.Errorf("container %s: bind mount source %s (for %s): %w", id, m.Source, m.Destination, err)
+		}
+		guest := filepath.Join(dir, fmt.Sprintf("%d-%s", i, filepath.Base(m.Source)))
+		target := filepath.Join(s.root, guest)
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			return fmt.Errorf("container %s: %w", id, err)
+		}
+		if st.IsDir() {
+			err = os.Mkdir(target, 0o755)
+		} else {
+			var f *os.File
+			if f, err = os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644); err == nil {
+				err = f.Close()
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("container %s: sharing %s: %w", id, m.Source, err)
+		}
+		flags := uintptr(unix.MS_BIND)
+		for _, o := range m.Options {
+			if o == "rbind" {
+				flags |= unix.MS_REC
+			}
+		}
+		if err := unix.Mount(m.Source, target, "", flags, ""); err != nil {
+			return fmt.Errorf("container %s: sharing %s with the guest: %w", id, m.Source, err)
+		}
+		m.Source = guest
+	}
+	return nil
+}
+
+func isBind(m specs.Mount) bool {
+	if m.Type == "bind" {
+		return true
+	}
+	for _, o := range m.Options {
+		if o == "bind" || o == "rbind" {
+			return true
+		}
+	}
+	return false
 }
 
 // MountRootfs mounts a container's root filesystem (the snapshotter's mounts)
@@ -172,8 +252,13 @@ func (s *Sandbox) MountRootfs(id string, mounts []mount.Mount) (string, error) {
 // directory.
 func (s *Sandbox) UnmountRootfs(id string) error {
 	dir := filepath.Join(s.root, guestContainers, id)
-	if err := mount.UnmountRecursive(filepath.Join(dir, "rootfs"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("container %s: unmount rootfs: %w", id, err)
+	if err := mount.UnmountRecursive(dir, 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := mount.UnmountRecursive(dir, unix.MNT_DETACH); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("container %s: unmount rootfs: %w", id, err)
+		}
+	}
+	if m, err := mount.Lookup(dir); err == nil && m.Mountpoint == dir {
+		return fmt.Errorf("container %s: %s is still a mount point", id, dir)
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
@@ -196,6 +281,7 @@ func (s *Sandbox) Boot(ctx context.Context) error {
 		CPUs:        s.res.CPUs,
 		MemoryMiB:   s.res.MemoryMiB,
 		AgentPort:   AgentPort,
+		NetNS:       s.opts.NetNS,
 		Workload:    workload,
 		Env:         []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 	}, s.opts.Reaper)
@@ -214,12 +300,30 @@ func (s *Sandbox) Boot(ctx context.Context) error {
 		return fmt.Errorf("sandbox %s: connecting to the guest agent: %w", s.ID, err)
 	}
 	s.agent = c
+	if s.opts.CgroupsPath != "" {
+		// The agent is up: it and the VMM are all the group holds, and
+		// what they start from now on inherits the cgroup.
+		made, err := placeInHostCgroup(s.opts.CgroupsPath, v.Pid())
+		s.record.PodCgroups = made
+		if werr := s.writeRecord(); werr != nil {
+			return werr
+		}
+		if err != nil {
+			log.G(ctx).WithError(err).WithField("sandbox", s.ID).Warn("placing the VMM in the pod's host cgroup: the pod's stats will not count it")
+		}
+	}
 	if info, err := c.Info(dctx); err == nil {
 		log.G(ctx).WithField("sandbox", s.ID).WithField("kernel", s.Kernel.Name).WithField("environment", info.Environment).
 			WithField("warnings", info.Warnings).Info("sandbox booted")
 	}
 	return nil
 }
+
+// Resources is the VM's size.
+func (s *Sandbox) Resources() config.Resources { return s.res }
+
+// Annotations are the sandbox's (they chose its kernel and size).
+func (s *Sandbox) Annotations() map[string]string { return s.opts.Annotations }
 
 // Agent is the client of the sandbox's guest agent (nil before Boot).
 func (s *Sandbox) Agent() *agent.Client { return s.agent }

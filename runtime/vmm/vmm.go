@@ -86,6 +86,9 @@ type Config struct {
 	Workload []string
 	Env      []string
 	Workdir  string
+	// NetNS is the path of the network namespace the VMM runs in (a pod's,
+	// prepared by CNI); "" = the caller's.
+	NetNS string
 	// ReadyTimeout bounds the wait for the agent socket; 0 means 10s.
 	ReadyTimeout time.Duration
 
@@ -161,7 +164,7 @@ func Start(ctx context.Context, cfg Config, r *reaper.Reaper) (_ *VMM, retErr er
 	cmd.Env = v.env()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	proc, err := r.Start(cmd)
+	proc, err := startIn(cfg.NetNS, func() (*reaper.Process, error) { return r.Start(cmd) })
 	logf.Close()
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {

@@ -12,7 +12,8 @@
  *  - krun_start_enter listens on the Unix socket of each listen=true vsock
  *    port, runs the workload as a HOST process in new mount/PID/UTS/IPC
  *    namespaces (not network: the VMM's is the pod's) rooted at the configured
- *    root, with the sockets as fds 3.. (LISTEN_FDS, BOXLITE_VSOCK_PORTS) and
+ *    root (a slave of the host's mount of it, so later host mounts under the
+ *    root reach the workload, as over virtio-fs), with the sockets as fds 3.. (LISTEN_FDS, BOXLITE_VSOCK_PORTS) and
  *    BOXLITE_TEST_DOUBLE=1, then waits and _exit()s with its status (code, or
  *    128+signal), as libkrun does when the guest ends. It is not a VM.
  *  - KRUN_DOUBLE_FAIL=name[,name...] makes the named calls fail with -EINVAL.
@@ -294,7 +295,10 @@ static void child(struct ctx *c, const int *fds, int n, int console, int gate, c
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	prctl(PR_SET_PDEATHSIG, SIGKILL); /* the guest dies with its VMM */
 	while (read(gate, &b, 1) < 0 && errno == EINTR) {} /* EOF: the parent has logged our pid */
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)) die("make mounts private", 125);
+	/* A slave, not private: as with virtio-fs, what the host mounts under the
+	 * guest root later (a joining container's rootfs) shows up in the guest,
+	 * and nothing mounted here propagates back to the host. */
+	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL)) die("make mounts slaves", 125);
 	if (mount(c->root, c->root, NULL, MS_BIND | MS_REC, NULL)) die("bind mount root", 125);
 	if (chdir(c->root)) die("chdir root", 125);
 	if (syscall(SYS_pivot_root, ".", ".") == 0) {

@@ -1,0 +1,171 @@
+package cri
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sharedPID is a pod's security context with shareProcessNamespace: true
+// (network, IPC and PID namespaces all the pod's; mode 0 = POD).
+var sharedPID = map[string]any{"namespace_options": map[string]any{"network": 0, "pid": 0, "ipc": 0}}
+
+func TestPods(t *testing.T) {
+	e := newEnv(t)
+
+	// A pod through the boxlite handler: the sandbox boots the VM (lean
+	// kernel, sized from the pod's resources), two containers join it and
+	// share its network and IPC, exec, logs, stats, then everything goes.
+	t.Run("lifecycle", func(t *testing.T) {
+		t.Cleanup(func() { e.assertClean(t) })
+		linux := map[string]any{
+			"security_context": sharedPID,
+			"cgroup_parent":    "/bxpod-web",
+			"resources":        map[string]any{"cpu_period": 100000, "cpu_quota": 150000, "memory_limit_in_bytes": 256 << 20},
+		}
+		podCfg := e.jsonFile(t, "web-pod.json", e.podConfig("web", nil, linux))
+		pod := e.must(t, "runp", "--runtime", "boxlite", podCfg)
+
+		rec := e.record(t, pod)
+		c := calls(t, rec)
+		for _, w := range []struct{ call, key, want string }{
+			{"krun_set_vm_config", "vcpus", "2"},
+			{"krun_set_vm_config", "ram_mib", fmt.Sprint(256 + 64)},
+			{"krun_set_root", "root", filepath.Join(rec.Dir, "root")},
+		} {
+			if got := fmt.Sprint(c[w.call][w.key]); got != w.want {
+				t.Errorf("%s %s = %s, want %s", w.call, w.key, got, w.want)
+			}
+		}
+		shas := kernelSHAs(t, filepath.Join(e.dir, "config.toml"))
+		if got := mappedKernel(t, rec.VMMPid); !strings.HasPrefix(got, shas["lean"]) || shas["lean"] == "" {
+			t.Errorf("pod VMM maps kernel %s, want lean (%s); kernels: %v", got, shas["lean"], shas)
+		}
+
+		c1 := e.must(t, "create", pod, e.jsonFile(t, "c1.json", containerConfig("c1", nil, "sh", "-c", "echo one-out; echo one-err >&2; echo $$ > /dev/shm/c1; exec sleep 1000")), podCfg)
+		e.must(t, "start", c1)
+		c2 := e.must(t, "create", pod, e.jsonFile(t, "c2.json", containerConfig("c2", nil, "sh", "-c", "mkdir -p /www && echo hello-from-pod > /www/index.html && exec httpd -f -p 8080 -h /www")), podCfg)
+		e.must(t, "start", c2)
+
+		// One shim, one VMM for the pod.
+		if r2 := e.record(t, pod); r2.VMMPid != rec.VMMPid {
+			t.Errorf("VMM changed: %d, then %d", rec.VMMPid, r2.VMMPid)
+		}
+		if n := e.countVMMs(); n != 1 {
+			t.Errorf("%d VMM processes for one pod", n)
+		}
+
+		if out := e.must(t, "exec", c1, "echo", "exec-ok"); out != "exec-ok" {
+			t.Errorf("exec output %q", out)
+		}
+		// IPC shared: c2 sees what c1 put in /dev/shm (the pod's).
+		if out, err := e.crictl(t, "exec", c2, "cat", "/dev/shm/c1"); err != nil || out == "" {
+			t.Errorf("c2 does not see c1's /dev/shm file: %v %q", err, out)
+		}
+		// PID namespace shared (the pod asked): c2 sees c1's sleep and the
+		// pause process.
+		if out, err := e.crictl(t, "exec", c2, "ps", "-o", "args"); err != nil || !strings.Contains(out, "sleep 1000") || !strings.Contains(out, "sleep 2147483647") {
+			t.Errorf("c2 does not see the pod's processes: %v\n%s", err, out)
+		}
+		// Network shared: c1 reaches c2's server on localhost.
+		if out, err := e.crictl(t, "exec", c1, "wget", "-q", "-O", "-", "http://127.0.0.1:8080/"); err != nil || out != "hello-from-pod" {
+			t.Errorf("c1 -> c2 over the pod's loopback: %v %q", err, out)
+		}
+		// The pod IP is reachable from the host.
+		var insp struct {
+			Status struct {
+				Network struct {
+					IP string `json:"ip"`
+				} `json:"network"`
+			} `json:"status"`
+		}
+		if err := json.Unmarshal([]byte(e.must(t, "inspectp", pod)), &insp); err != nil || insp.Status.Network.IP == "" {
+			t.Fatalf("inspectp: no pod IP (%v)", err)
+		}
+		if body, err := httpGet("http://" + insp.Status.Network.IP + ":8080/"); err != nil || body != "hello-from-pod" {
+			t.Errorf("GET pod IP %s:8080 from the host: %v %q", insp.Status.Network.IP, err, body)
+		}
+
+		// Logs: CRI's kubelet-style log file, and crictl logs.
+		logFile := filepath.Join(e.logDir, "web", "c1.log")
+		waitFor(t, "c1's log file", func() bool {
+			b, _ := os.ReadFile(logFile)
+			return strings.Contains(string(b), " stdout F one-out") && strings.Contains(string(b), " stderr F one-err")
+		})
+		if out := e.must(t, "logs", c1); !strings.Contains(out, "one-out") {
+			t.Errorf("crictl logs: %q", out)
+		}
+
+		for _, id := range []string{c1, c2} {
+			out := e.must(t, "stats", "-o", "json", id)
+			// CPU from the guest's cgroup; memory needs the cgroup v2 memory
+			// controller, which hybrid-cgroup hosts do not give the double.
+			if !strings.Contains(out, id) || !strings.Contains(out, "usageCoreNanoSeconds") {
+				t.Errorf("stats of %s: %s", id, out)
+			}
+		}
+
+		// Pod stats: CRI reads the pod's host cgroup (cgroup_parent), where
+		// the shim put the VMM.
+		if out := e.must(t, "statsp", "-o", "json", pod); !strings.Contains(out, pod) || !strings.Contains(out, "usageCoreNanoSeconds") {
+			t.Errorf("statsp: %s", out)
+		}
+
+		e.must(t, "stop", c1)
+		e.must(t, "rm", c1)
+		// The pod runs on without c1.
+		if out := e.must(t, "exec", c2, "echo", "still"); out != "still" {
+			t.Errorf("exec after c1 went: %q", out)
+		}
+		e.must(t, "stop", c2)
+		e.must(t, "rm", c2)
+		e.must(t, "stopp", pod)
+		e.must(t, "rmp", pod)
+	})
+}
+
+// countVMMs counts the VMM processes of this env's sandboxes.
+func (e *env) countVMMs() int {
+	n := 0
+	for _, p := range e.ourProcesses() {
+		if strings.HasSuffix(p, "/boxlite-vmm") {
+			n++
+		}
+	}
+	return n
+}
+
+func httpGet(url string) (string, error) {
+	var last error
+	for i := 0; i < 50; i++ {
+		c := &http.Client{Timeout: 5 * time.Second}
+		resp, err := c.Get(url)
+		if err == nil {
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return strings.TrimSpace(string(b)), err
+		}
+		last = err
+		time.Sleep(200 * time.Millisecond)
+	}
+	return "", last
+}
+
+// waitFor polls cond until it holds; it fails the test after a generous
+// bound (a hang, not a timing assertion).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not seen within 30s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
