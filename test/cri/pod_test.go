@@ -128,6 +128,74 @@ func TestPods(t *testing.T) {
 		e.must(t, "stopp", pod)
 		e.must(t, "rmp", pod)
 	})
+
+	// The boxlite-net handler's config defaults to the net kernel: a pod
+	// with no annotation gets it, and its containers run in that VM.
+	t.Run("boxlite-net", func(t *testing.T) {
+		t.Cleanup(func() { e.assertClean(t) })
+		podCfg := e.jsonFile(t, "net-pod.json", e.podConfig("netpod", nil, nil))
+		pod := e.must(t, "runp", "--runtime", "boxlite-net", podCfg)
+		rec := e.record(t, pod)
+		shas := kernelSHAs(t, filepath.Join(e.dir, "config-net.toml"))
+		if got := mappedKernel(t, rec.VMMPid); !strings.HasPrefix(got, shas["net"]) || shas["net"] == "" || shas["net"] == shas["lean"] {
+			t.Errorf("pod VMM maps kernel %s, want net (%s); kernels: %v", got, shas["net"], shas)
+		}
+		if got := fmt.Sprint(calls(t, rec)["krun_set_vm_config"]["ram_mib"]); got != "512" {
+			t.Errorf("a pod with no limits gets vm.memory_mib: ram_mib = %s, want 512", got)
+		}
+		// A container that names the pod's own kernel is fine.
+		c1 := e.must(t, "create", pod, e.jsonFile(t, "n1.json", containerConfig("n1", map[string]string{"io.boxlite.kernel": "net"}, "sleep", "1000")), podCfg)
+		e.must(t, "start", c1)
+		if out := e.must(t, "exec", c1, "echo", "in-net-pod"); out != "in-net-pod" {
+			t.Errorf("exec: %q", out)
+		}
+		e.must(t, "stopp", pod)
+		e.must(t, "rmp", pod)
+	})
+
+	// What the shim refuses, with errors that say why.
+	t.Run("refused", func(t *testing.T) {
+		t.Cleanup(func() { e.assertClean(t) })
+		podCfg := e.jsonFile(t, "lean-pod.json", e.podConfig("leanpod", map[string]string{"io.boxlite.kernel": "lean"}, nil))
+		pod := e.must(t, "runp", "--runtime", "boxlite", podCfg)
+		// Another kernel than the pod's (CRI makes the task, so asks the
+		// shim, at start).
+		k := e.must(t, "create", pod, e.jsonFile(t, "k.json", containerConfig("k", map[string]string{"io.boxlite.kernel": "net"}, "sleep", "1000")), podCfg)
+		_, err := e.crictl(t, "start", k)
+		msg := ""
+		if err != nil {
+			msg = strings.ReplaceAll(err.Error(), `\"`, `"`) // crictl quotes the gRPC error
+		}
+		if err == nil || !strings.Contains(msg, `asks for kernel "net"`) || !strings.Contains(msg, `runs the "lean" kernel`) {
+			t.Errorf("a container asking for another kernel than its pod's: %v", err)
+		}
+		// The pod still works after the refusal.
+		ok := e.must(t, "create", pod, e.jsonFile(t, "ok.json", containerConfig("ok", nil, "sleep", "1000")), podCfg)
+		e.must(t, "start", ok)
+		if out := e.must(t, "exec", ok, "echo", "fine"); out != "fine" {
+			t.Errorf("exec after a refusal: %q", out)
+		}
+		e.must(t, "stopp", pod)
+		e.must(t, "rmp", pod)
+
+		// A host-network pod.
+		host := e.jsonFile(t, "host-pod.json", e.podConfig("hostpod", nil, map[string]any{
+			"security_context": map[string]any{"namespace_options": map[string]any{"network": 2}},
+		}))
+		if _, err := e.crictl(t, "runp", "--runtime", "boxlite", host); err == nil || !strings.Contains(err.Error(), "cannot share the host's network namespace") {
+			t.Errorf("host-network pod: %v", err)
+		}
+		// An io.boxlite.* annotation the handler's config does not enable.
+		cpus := e.jsonFile(t, "cpus-pod.json", e.podConfig("cpuspod", map[string]string{"io.boxlite.cpus": "2"}, nil))
+		if _, err := e.crictl(t, "runp", "--runtime", "boxlite", cpus); err == nil || !strings.Contains(err.Error(), "io.boxlite.cpus is not enabled") {
+			t.Errorf("pod with a disabled annotation: %v", err)
+		}
+		// A kernel variant that does not exist.
+		bad := e.jsonFile(t, "bad-pod.json", e.podConfig("badpod", map[string]string{"io.boxlite.kernel": "fat"}, nil))
+		if _, err := e.crictl(t, "runp", "--runtime", "boxlite", bad); err == nil || !strings.Contains(err.Error(), "not a known kernel variant") {
+			t.Errorf("pod with an unknown kernel: %v", err)
+		}
+	})
 }
 
 // countVMMs counts the VMM processes of this env's sandboxes.
