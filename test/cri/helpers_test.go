@@ -100,7 +100,8 @@ func newEnv(t *testing.T) *env {
 	double, _ := filepath.Abs(filepath.Join(bin, "test", "libkrun.so.1"))
 	base := fmt.Sprintf("libkrun_path = %q\nstate_dir = %q\ncache_dir = %q\n", double, e.stateDir, e.cacheDir)
 	lean := e.write(t, "config.toml", base+"[kernel]\ndefault = \"lean\"\n")
-	net := e.write(t, "config-net.toml", base+"[kernel]\ndefault = \"net\"\n")
+	// boxlite-net's config also lets pods size their VM by annotation.
+	net := e.write(t, "config-net.toml", base+"[kernel]\ndefault = \"net\"\n[annotations]\nenabled = [\"io.boxlite.kernel\", \"io.boxlite.memory_mib\"]\n")
 	cniConf := filepath.Join(dir, "cni", "conf")
 	if err := os.MkdirAll(cniConf, 0o755); err != nil {
 		t.Fatal(err)

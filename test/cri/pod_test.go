@@ -88,6 +88,28 @@ func TestPods(t *testing.T) {
 		if err := json.Unmarshal([]byte(e.must(t, "inspectp", pod)), &insp); err != nil || insp.Status.Network.IP == "" {
 			t.Fatalf("inspectp: no pod IP (%v)", err)
 		}
+		// The VMM runs in the pod's network namespace, the one CNI set up.
+		var info struct {
+			Info struct {
+				RuntimeSpec struct {
+					Linux struct {
+						Namespaces []struct{ Type, Path string } `json:"namespaces"`
+					} `json:"linux"`
+				} `json:"runtimeSpec"`
+			} `json:"info"`
+		}
+		if err := json.Unmarshal([]byte(e.must(t, "inspectp", pod)), &info); err != nil {
+			t.Fatal(err)
+		}
+		netns := ""
+		for _, ns := range info.Info.RuntimeSpec.Linux.Namespaces {
+			if ns.Type == "network" {
+				netns = ns.Path
+			}
+		}
+		if netns == "" || !sameFile(netns, fmt.Sprintf("/proc/%d/ns/net", rec.VMMPid)) || sameFile("/proc/self/ns/net", fmt.Sprintf("/proc/%d/ns/net", rec.VMMPid)) {
+			t.Errorf("VMM %d is not in the pod's network namespace %q", rec.VMMPid, netns)
+		}
 		if body, err := httpGet("http://" + insp.Status.Network.IP + ":8080/"); err != nil || body != "hello-from-pod" {
 			t.Errorf("GET pod IP %s:8080 from the host: %v %q", insp.Status.Network.IP, err, body)
 		}
@@ -133,21 +155,30 @@ func TestPods(t *testing.T) {
 	// with no annotation gets it, and its containers run in that VM.
 	t.Run("boxlite-net", func(t *testing.T) {
 		t.Cleanup(func() { e.assertClean(t) })
-		podCfg := e.jsonFile(t, "net-pod.json", e.podConfig("netpod", nil, nil))
+		podCfg := e.jsonFile(t, "net-pod.json", e.podConfig("netpod", map[string]string{"io.boxlite.memory_mib": "300"}, map[string]any{
+			"security_context": map[string]any{"namespace_options": map[string]any{"pid": 1}},
+			"resources":        map[string]any{"memory_limit_in_bytes": 1 << 30},
+		}))
 		pod := e.must(t, "runp", "--runtime", "boxlite-net", podCfg)
 		rec := e.record(t, pod)
 		shas := kernelSHAs(t, filepath.Join(e.dir, "config-net.toml"))
 		if got := mappedKernel(t, rec.VMMPid); !strings.HasPrefix(got, shas["net"]) || shas["net"] == "" || shas["net"] == shas["lean"] {
 			t.Errorf("pod VMM maps kernel %s, want net (%s); kernels: %v", got, shas["net"], shas)
 		}
-		if got := fmt.Sprint(calls(t, rec)["krun_set_vm_config"]["ram_mib"]); got != "512" {
-			t.Errorf("a pod with no limits gets vm.memory_mib: ram_mib = %s, want 512", got)
+		if got := fmt.Sprint(calls(t, rec)["krun_set_vm_config"]["ram_mib"]); got != "300" {
+			t.Errorf("io.boxlite.memory_mib (enabled in this handler's config) sizes the VM: ram_mib = %s, want 300", got)
 		}
-		// A container that names the pod's own kernel is fine.
-		c1 := e.must(t, "create", pod, e.jsonFile(t, "n1.json", containerConfig("n1", map[string]string{"io.boxlite.kernel": "net"}, "sleep", "1000")), podCfg)
+		// A container that names the pod's own kernel is fine. Each
+		// container has its own PID namespace (the kubelet's default).
+		c1 := e.must(t, "create", pod, e.jsonFile(t, "n1.json", withPIDMode(containerConfig("n1", map[string]string{"io.boxlite.kernel": "net"}, "sleep", "1000"), 1)), podCfg)
 		e.must(t, "start", c1)
+		c2 := e.must(t, "create", pod, e.jsonFile(t, "n2.json", withPIDMode(containerConfig("n2", nil, "sleep", "2000"), 1)), podCfg)
+		e.must(t, "start", c2)
 		if out := e.must(t, "exec", c1, "echo", "in-net-pod"); out != "in-net-pod" {
 			t.Errorf("exec: %q", out)
+		}
+		if out := e.must(t, "exec", c2, "ps", "-o", "args"); strings.Contains(out, "sleep 1000") || !strings.Contains(out, "sleep 2000") {
+			t.Errorf("c2 should see only its own processes:\n%s", out)
 		}
 		e.must(t, "stopp", pod)
 		e.must(t, "rmp", pod)
@@ -236,4 +267,17 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// withPIDMode sets a container config's PID namespace mode (0 pod, 1
+// container).
+func withPIDMode(c map[string]any, mode int) map[string]any {
+	c["linux"] = map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"pid": mode}}}
+	return c
+}
+
+func sameFile(a, b string) bool {
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
 }
