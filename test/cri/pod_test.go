@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -180,6 +181,34 @@ func TestPods(t *testing.T) {
 		if out := e.must(t, "exec", c2, "ps", "-o", "args"); strings.Contains(out, "sleep 1000") || !strings.Contains(out, "sleep 2000") {
 			t.Errorf("c2 should see only its own processes:\n%s", out)
 		}
+		e.must(t, "stopp", pod)
+		e.must(t, "rmp", pod)
+	})
+
+	// A pod whose shim dies: containerd's `shim delete` kills the VMM and
+	// cleans up (mounts, cgroups, state); the pod can then be removed.
+	t.Run("shim-crash", func(t *testing.T) {
+		t.Cleanup(func() { e.assertClean(t) })
+		podCfg := e.jsonFile(t, "crash-pod.json", e.podConfig("crashpod", nil, map[string]any{"cgroup_parent": "/bxpod-crash"}))
+		pod := e.must(t, "runp", "--runtime", "boxlite", podCfg)
+		c1 := e.must(t, "create", pod, e.jsonFile(t, "x1.json", containerConfig("x1", nil, "sleep", "1000")), podCfg)
+		e.must(t, "start", c1)
+		rec := e.record(t, pod)
+		shim := 0
+		for _, p := range e.ourProcesses() {
+			if strings.HasSuffix(p, "/containerd-shim-boxlite-v2") {
+				fmt.Sscan(p, &shim)
+			}
+		}
+		if shim == 0 {
+			t.Fatal("no shim process found for the pod")
+		}
+		if err := syscall.Kill(shim, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the pod's VMM to be gone after its shim died", func() bool {
+			return syscall.Kill(rec.VMMPid, 0) != nil
+		})
 		e.must(t, "stopp", pod)
 		e.must(t, "rmp", pod)
 	})
