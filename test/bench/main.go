@@ -722,6 +722,11 @@ func (b *bench) memory(ctx context.Context) {
 				exe = "containerd-shim-boxlite-v2"
 			}
 			pid, err := shimPid(exe, id, b.d.Address)
+			if err == nil && b.rep.Host[exe] == "" {
+				// Which binary containerd ran: for runc it must be the
+				// deps cache's (test/ctrd puts bin/, then deps, on PATH).
+				b.rep.Host[exe], _ = os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+			}
 			if err == nil {
 				var r float64
 				if r, err = rssMiB(pid); err == nil {
