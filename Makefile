@@ -7,6 +7,7 @@
 #   make deps                  provision kernels, containerd, ctr, crictl, CNI (cached)
 #   make test                  deps + build + the whole test suite
 #   make fuzz                  run each fuzz target for FUZZTIME inputs (default 100000x; make test does)
+#   make bench                 boxlite vs runc on a private containerd: table + bin/bench.json (root)
 #   make demo                  a private containerd running containers through the shim
 
 SHELL         := /bin/bash
@@ -22,7 +23,7 @@ PKG           := github.com/boxlite/boxlite-shim
 LDFLAGS       := -X $(PKG)/runtime/version.Version=$(VERSION) -X $(PKG)/runtime/version.Revision=$(REVISION)
 BLOBS         := $(foreach k,$(KERNELS),kernel/blobs/$(k)/libkrunfw.so.5.zst)
 
-.PHONY: all build shim vmm agent generate fuzz deps test unit e2e vet fmt demo clean blobs testbins FORCE
+.PHONY: all build shim vmm agent generate fuzz bench deps test unit e2e vet fmt demo clean blobs testbins FORCE
 
 all: build
 
@@ -84,6 +85,12 @@ fuzz:
 		echo "fuzz ./$${t%%:*} $${t#*:} for $(FUZZTIME)"; \
 		$(GO) test -run='^$$' -fuzz="^$${t#*:}$$" -fuzztime=$(FUZZTIME) ./$${t%%:*}; \
 	done
+
+BENCHFLAGS ?=
+# Boxlite (through the libkrun test double where no guest boots) vs runc, one private containerd.
+bench: deps
+	$(MAKE) KERNELS="lean net" build testbins
+	$(GO) run -tags 'kernel_lean kernel_net' ./test/bench -out $(BIN)/bench.json $(BENCHFLAGS)
 
 demo: deps
 	$(MAKE) KERNELS="lean net" build testbins
