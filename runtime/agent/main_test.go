@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/boxlite/boxlite-shim/test/ctrd"
 )
 
 // These tests run the real agent binary on this host, as root, the way the
@@ -181,7 +182,7 @@ func (ta *testAgent) stop() {
 			}
 		}
 	}
-	if root := hostCgroup2(); root != "" {
+	if root := ctrd.Cgroup2Mount(); root != "" {
 		if _, err := os.Stat(filepath.Join(root, ta.cgroupName)); err == nil {
 			t.Errorf("cgroup %s left on the host", filepath.Join(root, ta.cgroupName))
 			_ = os.Remove(filepath.Join(root, ta.cgroupName))
@@ -195,28 +196,9 @@ func (ta *testAgent) stop() {
 	}
 }
 
-// hostCgroup2 is where this host mounts its cgroup v2 hierarchy ("" if not).
-func hostCgroup2() string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		_, post, ok := strings.Cut(line, " - ")
-		if !ok || !strings.HasPrefix(post, "cgroup2 ") {
-			continue
-		}
-		return strings.Fields(line)[4]
-	}
-	return ""
-}
-
 // hostCgroupDir is the container's leaf as this host sees it.
 func (ta *testAgent) hostCgroupDir(id string) string {
-	root := hostCgroup2()
+	root := ctrd.Cgroup2Mount()
 	if root == "" {
 		return ""
 	}
