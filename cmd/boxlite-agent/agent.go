@@ -57,6 +57,9 @@ type container struct {
 	oomMu    sync.Mutex
 	oomSeen  uint64
 	deleting bool
+	// sharedPID: the container joined another's PID namespace (a pod's),
+	// so that namespace's processes are not all its own.
+	sharedPID bool
 }
 
 func newAgent(cgroupRoot string, warnings []string) (*agent, error) {
@@ -182,7 +185,7 @@ func (a *agent) createContainer(req *api.CreateContainerRequest) (*api.CreateCon
 	cloneFlags |= unix.CLONE_NEWNS
 	newNS[string(specs.MountNamespace)] = true
 
-	c := &container{a: a, id: req.Id, spec: &spec, execs: map[string]*process{}}
+	c := &container{a: a, id: req.Id, spec: &spec, execs: map[string]*process{}, sharedPID: pidNS != ""}
 	a.mu.Lock()
 	if a.containers[req.Id] != nil {
 		a.mu.Unlock()
@@ -588,7 +591,7 @@ func (a *agent) pids(c *container) ([]int, error) {
 		return nil, nil
 	}
 	ns := fmt.Sprintf("/proc/%d/ns/pid", c.init.pid())
-	if sameNamespace(ns, "/proc/self/ns/pid") {
+	if c.sharedPID || sameNamespace(ns, "/proc/self/ns/pid") {
 		// No PID namespace of its own and no cgroup: only what we started.
 		var pids []int
 		a.mu.Lock()

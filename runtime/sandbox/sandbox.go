@@ -126,18 +126,10 @@ func Prepare(ctx context.Context, o Options) (_ *Sandbox, retErr error) {
 	if err := os.MkdirAll(filepath.Dir(s.dir), 0o711); err != nil {
 		return nil, fmt.Errorf("sandbox %s: %w", o.ID, err)
 	}
-	if err := os.Mkdir(s.dir, 0o700); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("sandbox %s: %s already exists: %w", o.ID, s.dir, errdefs.ErrAlreadyExists)
-		}
-		return nil, fmt.Errorf("sandbox %s: %w", o.ID, err)
+	if _, err := os.Lstat(s.dir); err == nil {
+		return nil, fmt.Errorf("sandbox %s: %s already exists: %w", o.ID, s.dir, errdefs.ErrAlreadyExists)
 	}
 	s.record = Record{ID: o.ID, Dir: s.dir}
-	defer func() {
-		if retErr != nil {
-			_ = s.Stop(context.WithoutCancel(ctx))
-		}
-	}()
 	if s.double {
 		// Under the test double the agent runs on the host: its cgroups are
 		// the host's, so each sandbox gets a cgroup root of its own.
@@ -147,9 +139,23 @@ func Prepare(ctx context.Context, o Options) (_ *Sandbox, retErr error) {
 			s.record.HostCgroup = s.hostCG
 		}
 	}
+	// The record goes first: a shim killed from here on leaves nothing
+	// that `shim delete` cannot find.
 	if err := s.writeRecord(); err != nil {
 		return nil, err
 	}
+	if err := os.Mkdir(s.dir, 0o700); err != nil {
+		_ = s.removeRecord()
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("sandbox %s: %s already exists: %w", o.ID, s.dir, errdefs.ErrAlreadyExists)
+		}
+		return nil, fmt.Errorf("sandbox %s: %w", o.ID, err)
+	}
+	defer func() {
+		if retErr != nil {
+			_ = s.Stop(context.WithoutCancel(ctx))
+		}
+	}()
 	for _, d := range []string{"proc", "sys", "dev", "tmp", "etc", strings.TrimPrefix(guestContainers, "/")} {
 		if err := os.MkdirAll(filepath.Join(s.root, d), 0o755); err != nil {
 			return nil, fmt.Errorf("sandbox %s: guest root: %w", o.ID, err)
