@@ -30,7 +30,10 @@ func TestPods(t *testing.T) {
 			"cgroup_parent":    "/bxpod-web",
 			"resources":        map[string]any{"cpu_period": 100000, "cpu_quota": 150000, "memory_limit_in_bytes": 256 << 20},
 		}
-		podCfg := e.jsonFile(t, "web-pod.json", e.podConfig("web", nil, linux))
+		web := e.podConfig("web", nil, linux)
+		web["hostname"] = "web-host"
+		web["dns_config"] = map[string]any{"servers": []string{"10.87.77.53"}}
+		podCfg := e.jsonFile(t, "web-pod.json", web)
 		pod := e.must(t, "runp", "--runtime", "boxlite", podCfg)
 
 		rec := e.record(t, pod)
@@ -68,6 +71,18 @@ func TestPods(t *testing.T) {
 		// IPC shared: c2 sees what c1 put in /dev/shm (the pod's).
 		if out, err := e.crictl(t, "exec", c2, "cat", "/dev/shm/c1"); err != nil || out == "" {
 			t.Errorf("c2 does not see c1's /dev/shm file: %v %q", err, out)
+		}
+		// The files CRI bind-mounts from the host reach the guest, and UTS
+		// is the pod's.
+		for _, c := range []struct{ args, want string }{
+			{"cat /etc/hostname", "web-host"},
+			{"hostname", "web-host"},
+			{"cat /etc/resolv.conf", "nameserver 10.87.77.53"},
+			{"cat /etc/hosts", "localhost"},
+		} {
+			if out, err := e.crictl(t, append([]string{"exec", c1}, strings.Fields(c.args)...)...); err != nil || !strings.Contains(out, c.want) {
+				t.Errorf("%s in c1: %v %q, want %q", c.args, err, out, c.want)
+			}
 		}
 		// PID namespace shared (the pod asked): c2 sees c1's sleep and the
 		// pause process.
