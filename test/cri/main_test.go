@@ -16,6 +16,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	unlock := ctrd.LockSuites() // not beside the other end-to-end suite
 	code := m.Run()
 	if os.Geteuid() == 0 {
 		// Not ctrd.SuiteLeftovers: benchmarks may run shims beside us.
@@ -43,5 +44,6 @@ func TestMain(m *testing.M) {
 			}
 		}
 	}
+	unlock()
 	os.Exit(code)
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // OurBinaries are the executables whose processes must not outlive a test.
@@ -152,4 +154,25 @@ func SuiteLeftovers(tempPrefixes ...string) []string {
 		}
 	}
 	return out
+}
+
+// LockSuites serializes the end-to-end suites (test/e2e, test/cri), which
+// `go test ./...` runs as parallel processes: each one's leftover checks
+// look at every shim, VMM and agent process on the host, so they must not
+// see the other's. A suite's TestMain holds the lock for its whole run.
+func LockSuites() (unlock func()) {
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "boxlite-e2e-suites.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return func() {}
+	}
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	return func() {
+		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		f.Close()
+	}
 }

@@ -12,6 +12,7 @@ import (
 // the host: no shim, VMM or agent process, no container rootfs mount, no
 // per-sandbox cgroup, no suite directory (and so no socket of ours).
 func TestMain(m *testing.M) {
+	unlock := ctrd.LockSuites() // not beside the other end-to-end suite
 	code := m.Run()
 	if os.Geteuid() == 0 {
 		if left := ctrd.SuiteLeftovers("bxc", "bxs"); len(left) > 0 {
@@ -24,5 +25,6 @@ func TestMain(m *testing.M) {
 			}
 		}
 	}
+	unlock()
 	os.Exit(code)
 }
