@@ -6,7 +6,10 @@
 // TaskExit, TaskDelete; TaskExecAdded, TaskExecStarted, TaskExit.
 //
 // One shim process serves one sandbox: the micro-VM (package sandbox) is
-// booted by the Create of the sandbox's task and stopped by its Delete.
+// booted by the Create of the sandbox's task and stopped by its Delete. The
+// other containers of a CRI pod (io.kubernetes.cri.container-type=container,
+// io.kubernetes.cri.sandbox-id=<the sandbox>) come to the same shim and are
+// created in the running VM; their Delete leaves it running.
 // It must not reap processes it did not start (see package reaper), and it
 // never takes a VMM's exit status for a container's: exit statuses come from
 // the agent, and a VMM that ends without the agent reporting is a sandbox
