@@ -224,6 +224,12 @@ func TestPods(t *testing.T) {
 		waitFor(t, "the pod's VMM to be gone after its shim died", func() bool {
 			return syscall.Kill(rec.VMMPid, 0) != nil
 		})
+		// containerd learns of the container's end from the dead shim's
+		// cleanup, in its own time (the kubelet waits, and retries).
+		waitFor(t, "CRI to see the pod's container exited", func() bool {
+			out, err := e.crictl(t, "inspect", "-o", "go-template", "--template", "{{.status.state}}", c1)
+			return err == nil && strings.Contains(out, "CONTAINER_EXITED")
+		})
 		e.must(t, "stopp", pod)
 		e.must(t, "rmp", pod)
 	})
