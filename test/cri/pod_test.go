@@ -69,9 +69,10 @@ func TestPods(t *testing.T) {
 			t.Errorf("exec output %q", out)
 		}
 		// IPC shared: c2 sees what c1 put in /dev/shm (the pod's).
-		if out, err := e.crictl(t, "exec", c2, "cat", "/dev/shm/c1"); err != nil || out == "" {
-			t.Errorf("c2 does not see c1's /dev/shm file: %v %q", err, out)
-		}
+		waitFor(t, "c2 to see c1's /dev/shm file", func() bool {
+			out, err := e.crictl(t, "exec", c2, "cat", "/dev/shm/c1")
+			return err == nil && out != ""
+		})
 		// The files CRI bind-mounts from the host reach the guest, and UTS
 		// is the pod's.
 		for _, c := range []struct{ args, want string }{
@@ -86,13 +87,15 @@ func TestPods(t *testing.T) {
 		}
 		// PID namespace shared (the pod asked): c2 sees c1's sleep and the
 		// pause process.
-		if out, err := e.crictl(t, "exec", c2, "ps", "-o", "args"); err != nil || !strings.Contains(out, "sleep 1000") || !strings.Contains(out, "sleep 2147483647") {
-			t.Errorf("c2 does not see the pod's processes: %v\n%s", err, out)
-		}
+		waitFor(t, "c2 to see c1's sleep and the pause process", func() bool {
+			out, err := e.crictl(t, "exec", c2, "ps", "-o", "args")
+			return err == nil && strings.Contains(out, "sleep 1000") && strings.Contains(out, "sleep 2147483647")
+		})
 		// Network shared: c1 reaches c2's server on localhost.
-		if out, err := e.crictl(t, "exec", c1, "wget", "-q", "-O", "-", "http://127.0.0.1:8080/"); err != nil || out != "hello-from-pod" {
-			t.Errorf("c1 -> c2 over the pod's loopback: %v %q", err, out)
-		}
+		waitFor(t, "c1 to reach c2's server over the pod's loopback", func() bool {
+			out, err := e.crictl(t, "exec", c1, "wget", "-q", "-O", "-", "http://127.0.0.1:8080/")
+			return err == nil && out == "hello-from-pod"
+		})
 		// The pod IP is reachable from the host.
 		var insp struct {
 			Status struct {
