@@ -48,6 +48,7 @@ import (
 	"github.com/boxlite/boxlite-shim/config"
 	"github.com/boxlite/boxlite-shim/reaper"
 	"github.com/boxlite/boxlite-shim/runtime/agent"
+	"github.com/boxlite/boxlite-shim/runtime/agent/api"
 	"github.com/boxlite/boxlite-shim/runtime/sandbox"
 	"github.com/boxlite/boxlite-shim/runtime/stdio"
 )
@@ -228,23 +229,15 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err := guestSpec(r.ID, spec, 0); err != nil {
 		return nil, createError(err)
 	}
-	if err := sb.ShareMounts(r.ID, spec); err != nil {
-		return nil, createError(err)
-	}
-	paths := stdio.Paths{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
-	pipes, err := stdio.Open(ctx, paths)
+	paths, pipes, rootfs, err := containerFiles(ctx, r, spec, sb)
 	if err != nil {
-		return nil, createError(fmt.Errorf("task %s: %w", r.ID, err))
+		return nil, createError(err)
 	}
 	defer func() {
 		if retErr != nil {
 			pipes.Close()
 		}
 	}()
-	rootfs, err := sb.MountRootfs(r.ID, mount.FromProto(r.Rootfs))
-	if err != nil {
-		return nil, createError(err)
-	}
 	if err := sb.Boot(ctx); err != nil {
 		return nil, createError(err)
 	}
@@ -252,12 +245,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, createError(fmt.Errorf("task %s: creating the container in the guest: %w", r.ID, err))
 	}
-	for _, w := range res.Warnings {
-		log.G(ctx).WithField("id", r.ID).Warn(w)
-	}
-	p := newProcess(r.ID, "", paths)
-	p.pipes, p.att, p.pid = pipes, att, res.Pid
-	c := &container{id: r.ID, bundle: r.Bundle, init: p, execs: map[string]*process{}}
+	c := newContainer(ctx, r, paths, pipes, att, res)
 
 	evCtx, cancel := context.WithCancel(s.ctx)
 	evs := newAgentEvents()
@@ -320,38 +308,57 @@ func (s *service) join(ctx context.Context, r *taskAPI.CreateTaskRequest, spec *
 			}
 		}
 	}()
-	if err := sb.ShareMounts(r.ID, spec); err != nil {
-		return nil, createError(err)
-	}
-	paths := stdio.Paths{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
-	pipes, err := stdio.Open(ctx, paths)
+	paths, pipes, rootfs, err := containerFiles(ctx, r, spec, sb)
 	if err != nil {
-		return nil, createError(fmt.Errorf("task %s: %w", r.ID, err))
+		return nil, createError(err)
 	}
 	defer func() {
 		if retErr != nil {
 			pipes.Close()
 		}
 	}()
-	rootfs, err := sb.MountRootfs(r.ID, mount.FromProto(r.Rootfs))
-	if err != nil {
-		return nil, createError(err)
-	}
 	res, att, err := ac.Create(ctx, r.ID, spec, rootfs, pipes.IO())
 	if err != nil {
 		return nil, createError(fmt.Errorf("task %s: creating the container in pod %s's VM: %w", r.ID, sb.ID, err))
 	}
-	for _, w := range res.Warnings {
-		log.G(ctx).WithField("id", r.ID).Warn(w)
-	}
-	p := newProcess(r.ID, "", paths)
-	p.pipes, p.att, p.pid = pipes, att, res.Pid
-	c := &container{id: r.ID, bundle: r.Bundle, init: p, execs: map[string]*process{}}
+	c := newContainer(ctx, r, paths, pipes, att, res)
 	s.mu.Lock()
 	s.containers[r.ID] = c
 	s.mu.Unlock()
 	s.sendCreate(r, res.Pid)
 	return &taskAPI.CreateTaskResponse{Pid: res.Pid}, nil
+}
+
+// containerFiles makes what a new container needs on the host before the
+// agent is asked to create it: the spec's host mounts shared into the guest
+// root, the task's stdio opened, its rootfs mounted under the guest root
+// (the guest path is returned). On error the stdio is closed; the mounts
+// are the caller's to undo (UnmountRootfs, or the sandbox's Stop).
+func containerFiles(ctx context.Context, r *taskAPI.CreateTaskRequest, spec *specs.Spec, sb *sandbox.Sandbox) (stdio.Paths, *stdio.Pipes, string, error) {
+	paths := stdio.Paths{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
+	if err := sb.ShareMounts(r.ID, spec); err != nil {
+		return paths, nil, "", err
+	}
+	pipes, err := stdio.Open(ctx, paths)
+	if err != nil {
+		return paths, nil, "", fmt.Errorf("task %s: %w", r.ID, err)
+	}
+	rootfs, err := sb.MountRootfs(r.ID, mount.FromProto(r.Rootfs))
+	if err != nil {
+		pipes.Close()
+		return paths, nil, "", err
+	}
+	return paths, pipes, rootfs, nil
+}
+
+// newContainer is the shim's record of a container the agent has created.
+func newContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, paths stdio.Paths, pipes *stdio.Pipes, att *agent.Attached, res *api.CreateContainerResponse) *container {
+	for _, w := range res.Warnings {
+		log.G(ctx).WithField("id", r.ID).Warn(w)
+	}
+	p := newProcess(r.ID, "", paths)
+	p.pipes, p.att, p.pid = pipes, att, res.Pid
+	return &container{id: r.ID, bundle: r.Bundle, init: p, execs: map[string]*process{}}
 }
 
 // sameAsSandbox refuses a joining container's io.boxlite.* annotations that
