@@ -204,17 +204,7 @@ func TestCtr(t *testing.T) {
 				id := fmt.Sprintf("kill%d", i)
 				script := `trap "echo terminated; exit 42" TERM; echo ready; while :; do sleep 0.1; done`
 				cmd := s.d.CtrCommand(ctx, s.runArgs("--rm", s.img, id, "sh", "-c", script)...)
-				stdout, err := cmd.StdoutPipe()
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				r := bufio.NewReader(stdout)
-				if line, err := r.ReadString('\n'); err != nil || line != "ready\n" {
-					t.Fatalf("container did not start: %q %v", line, err)
-				}
+				r := startUntilReady(t, cmd)
 				kill := []string{"task", "kill", "-s", tc.signal}
 				if strings.HasSuffix(tc.name, "-all") {
 					kill = append(kill, "--all")
@@ -223,7 +213,7 @@ func TestCtr(t *testing.T) {
 					t.Fatalf("ctr task kill: %v: %s", err, out)
 				}
 				rest, _ := io.ReadAll(r)
-				err = cmd.Wait()
+				err := cmd.Wait()
 				if code := exitCode(err); code != tc.code {
 					t.Errorf("after %s: exit %d (%v), want %d; output %q", tc.signal, code, err, tc.code, rest)
 				}
@@ -449,17 +439,7 @@ func TestCtr(t *testing.T) {
 		ctx := ctxFor(t, 90*time.Second)
 		id := "vmmdies"
 		cmd := s.d.CtrCommand(ctx, s.runArgs("--rm", s.img, id, "sh", "-c", "echo ready; exec sleep 1000")...)
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		r := bufio.NewReader(stdout)
-		if line, err := r.ReadString('\n'); err != nil || line != "ready\n" {
-			t.Fatalf("container did not start: %q %v", line, err)
-		}
+		r := startUntilReady(t, cmd)
 		rec := s.record(t, id)
 		if err := syscallKill(rec.VMMPid); err != nil {
 			t.Fatal(err)
@@ -773,4 +753,22 @@ func buildLeanOnlyShim(t *testing.T) string {
 		t.Fatalf("building a lean-only shim (needs kernel/blobs/lean from `make`): %v\n%s", err, b)
 	}
 	return out
+}
+
+// startUntilReady starts cmd (a ctr run whose container prints "ready" when
+// it is set up) and returns its stdout once that line has come.
+func startUntilReady(t *testing.T, cmd *exec.Cmd) *bufio.Reader {
+	t.Helper()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(stdout)
+	if line, err := r.ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("container did not start: %q %v", line, err)
+	}
+	return r
 }
