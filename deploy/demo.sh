@@ -84,7 +84,7 @@ for k in lean net; do
   fi
   rec="$dir/state/io.containerd.runtime.v2.task/boxlite-demo/$id/boxlite-sandbox.json"
   vmm=$(sed -n 's/.*"vmm_pid":\([0-9]*\).*/\1/p' "$rec")
-  release=$(ctr task exec --exec-id uname $id uname -r 2>&1) || release="(exec failed: $release)"
+  release=$(ctr task exec --exec-id uname $id uname -r 2>"$dir/exec.err") || release="(exec failed: $(grep -v DEPRECATION "$dir/exec.err"))"
   if [ "$mode" = vm ]; then
     echo "   uname -r in the guest: $release"
   else
