@@ -1,11 +1,12 @@
 // Command bench measures containerd-shim-boxlite-v2 against runc on one
-// private containerd 2.4 (test/ctrd) in one run, prints a table and writes
+// private containerd 2.4 (test/ctrd, with CRI: test/crid) in one run, prints a table and writes
 // the figures as JSON:
 //
 //   - cold start: `ctr run --rm IMG ID /bin/true`, boxlite and runc;
 //   - exec latency: `ctr task exec ID /bin/true` on a running task;
-//   - CRI pod start to first log line (not measured until the shim runs
-//     CRI pods: the row says so);
+//   - CRI pod start to first log line: `crictl runp`, `create` and `start`
+//     of a container that echoes a line, until the line is in its CRI log
+//     file, with the boxlite and runc RuntimeClass handlers (test/crid);
 //   - memory: VmRSS of the shim, the VMM and the guest agent of idle
 //     sandboxes, and of runc's shim;
 //   - density: N containers started at once with `ctr run -d`, the wall time
@@ -31,7 +32,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -44,6 +44,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/boxlite/boxlite-shim/test/crid"
 	"github.com/boxlite/boxlite-shim/test/ctrd"
 	"github.com/boxlite/boxlite-shim/test/ocitest"
 )
@@ -228,11 +229,12 @@ type bench struct {
 	cfg  string // the shim's config file
 	runc string // runc of the deps cache
 	d    *ctrd.Daemon
+	cri  *crid.Env // the CRI environment whose daemon d is
 	img  string
 	seq  int
 	live map[string]bool // containers created and not yet removed
 	ids  []string        // every container name used
-	// nsCgroupsBefore are the cgroups named after the containerd namespace
+	// nsCgroupsBefore are the cgroups named after the containerd namespaces
 	// that existed before the bench (runc's containers live below them).
 	nsCgroupsBefore map[string]bool
 }
@@ -330,10 +332,19 @@ func firstLine(out []byte, err error) string {
 	return l
 }
 
-// startDaemon starts the private containerd and imports the busybox image.
+// startDaemon starts the private containerd, with CRI (test/crid: the
+// boxlite drop-in, a CNI network, the pause and busybox images in CRI's
+// namespace) and a "runc" handler on the deps cache's runc, and imports the
+// busybox image for ctr.
 func (b *bench) startDaemon() {
-	b.logf("starting a private containerd")
-	b.d = ctrd.Start(b.h, ctrd.Options{})
+	b.logf("starting a private containerd with CRI")
+	b.cri = crid.New(b.h, crid.Options{ExtraCRIConfig: fmt.Sprintf(`
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+    BinaryName = %q
+`, b.runc)})
+	b.d = b.cri.D
 	archive := filepath.Join(b.dir, "busybox-oci.tar")
 	if err := ocitest.BusyboxImage(filepath.Join(ctrd.Deps(), "busybox", "busybox"), archive, ocitest.ImageName); err != nil {
 		b.h.Fatal(err)
@@ -507,14 +518,16 @@ func (b *bench) leftovers() []string {
 }
 
 // namespaceCgroups lists the cgroup directories named after the containerd
-// namespace, in every hierarchy: runc puts a ctr container's cgroup at
-// /<namespace>/<id> and removes only <id>.
+// namespaces the bench uses (ctr's and CRI's), in every hierarchy: runc puts
+// a container's cgroup at /<namespace>/<id> and removes only <id>.
 func namespaceCgroups() map[string]bool {
 	out := map[string]bool{}
-	for _, pat := range []string{"/sys/fs/cgroup/" + ns, "/sys/fs/cgroup/*/" + ns} {
-		m, _ := filepath.Glob(pat)
-		for _, d := range m {
-			out[d] = true
+	for _, n := range []string{ns, crid.Namespace} {
+		for _, pat := range []string{"/sys/fs/cgroup/" + n, "/sys/fs/cgroup/*/" + n} {
+			m, _ := filepath.Glob(pat)
+			for _, d := range m {
+				out[d] = true
+			}
 		}
 	}
 	return out
@@ -671,22 +684,83 @@ func (b *bench) execLatency(ctx context.Context) {
 	b.pair("exec latency: ctr task exec /bin/true", "ms", samples, attempts, "", 0)
 }
 
-// errNotMeasured marks a figure this build cannot measure; its text is the
-// reason printed in the row.
-var errNotMeasured = errors.New("not measured")
+// criHandlers are the CRI RuntimeClass handlers of each runtime: boxlite's
+// from deploy/containerd/boxlite.toml, runc's added by startDaemon.
+var criHandlers = map[string]string{boxlite: "boxlite", runc: "runc"}
 
-// criFirstLog is the figure "CRI pod start to first log line": crictl runp,
-// create and start a container that prints a line, then poll crictl logs
-// until the line appears (for boxlite with the RuntimeClass handler
-// "boxlite", for runc with the default handler). It needs a private
-// containerd with CRI, a CNI network and a pause image; that harness lives
-// in test/cri's test files, which a program cannot import. Until it is an
-// importable package (test/ctrd) and CRI pods are done, neither runtime is
-// measured: runc alone would be no comparison.
+// criFirstLog is the figure "CRI pod start to first log line": crictl runp
+// (with the runtime's handler), create and start of a busybox container that
+// echoes one line, timed until that line is in the container's CRI log file
+// (kubelet format: "TIME stdout F LINE"). Each pod is stopped and removed
+// before the next run; at the end nothing may be left in CRI.
 func (b *bench) criFirstLog(ctx context.Context) {
-	reason := "CRI pods are not done yet (README Status: \"not yet\") and the CRI harness (CNI, pause image) is not importable from test/cri; runc alone would be no comparison"
-	for _, rt := range []string{boxlite, runc} {
-		b.add(Row{Figure: "CRI pod start to first log line", Runtime: rt, NotMeasured: reason})
+	const figure = "CRI pod start to first log line"
+	b.logf("CRI first log line: %d pods each (+1 warm-up)", b.o.reps)
+	samples := map[string][]float64{}
+	attempts := map[string]int{}
+	for i := -1; i < b.o.reps && ctx.Err() == nil; i++ {
+		for _, rt := range order(i) {
+			d, err := b.criRun(ctx, rt)
+			if i < 0 {
+				if err != nil {
+					b.errorf("CRI first log line warm-up (%s): %v", rt, err)
+				}
+				continue
+			}
+			attempts[rt]++
+			if err != nil {
+				b.errorf("CRI first log line (%s): %v", rt, err)
+				continue
+			}
+			samples[rt] = append(samples[rt], ms([]time.Duration{d})[0])
+		}
+	}
+	// Whatever an error or an interrupt left in CRI goes now.
+	b.cri.AssertClean(b.h)
+	b.pair(figure, "ms", samples, attempts, "", 0)
+}
+
+// criRun runs one pod of runtime rt with a container that echoes a line,
+// and returns the time from `crictl runp` until the line is in the log
+// file. The pod is removed before it returns, whatever happened.
+func (b *bench) criRun(ctx context.Context, rt string) (time.Duration, error) {
+	b.seq++
+	name := fmt.Sprintf("%s-log-%d", rt, b.seq)
+	line := fmt.Sprintf("first line of %s", name)
+	podCfg := b.cri.JSONFile(b.h, name+"-pod.json", b.cri.PodConfig(name, nil, nil))
+	ctrCfg := b.cri.JSONFile(b.h, name+"-ctr.json", crid.ContainerConfig("c", nil, "echo", line))
+	logFile := filepath.Join(b.cri.LogDir, name, "c.log")
+	defer os.RemoveAll(filepath.Join(b.cri.LogDir, name))
+	// Like ctr, an interrupt does not cut a crictl command short.
+	cctx := context.WithoutCancel(ctx)
+	t0 := time.Now()
+	pod, err := b.cri.CrictlContext(cctx, "runp", "--runtime", criHandlers[rt], podCfg)
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		if err := b.cri.RemovePod(cctx, pod); err != nil {
+			b.errorf("CRI first log line: remove %s pod %s: %v", rt, pod, err)
+		}
+	}()
+	id, err := b.cri.CrictlContext(cctx, "create", pod, ctrCfg, podCfg)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := b.cri.CrictlContext(cctx, "start", id); err != nil {
+		return 0, err
+	}
+	want := " stdout F " + line + "\n"
+	deadline := t0.Add(b.o.opTimeout)
+	for {
+		if data, err := os.ReadFile(logFile); err == nil && strings.Contains(string(data), want) {
+			return time.Since(t0), nil
+		}
+		if time.Now().After(deadline) {
+			data, _ := os.ReadFile(logFile)
+			return 0, fmt.Errorf("%q not in %s after %v: %q", line, logFile, b.o.opTimeout, data)
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 

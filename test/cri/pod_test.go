@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/boxlite/boxlite-shim/test/crid"
 )
 
 // sharedPID is a pod's security context with shareProcessNamespace: true
@@ -24,17 +26,17 @@ func TestPods(t *testing.T) {
 	// kernel, sized from the pod's resources), two containers join it and
 	// share its network and IPC, exec, logs, stats, then everything goes.
 	t.Run("lifecycle", func(t *testing.T) {
-		t.Cleanup(func() { e.assertClean(t) })
+		t.Cleanup(func() { e.AssertClean(t) })
 		linux := map[string]any{
 			"security_context": sharedPID,
 			"cgroup_parent":    "/bxpod-web",
 			"resources":        map[string]any{"cpu_period": 100000, "cpu_quota": 150000, "memory_limit_in_bytes": 256 << 20},
 		}
-		web := e.podConfig("web", nil, linux)
+		web := e.PodConfig("web", nil, linux)
 		web["hostname"] = "web-host"
 		web["dns_config"] = map[string]any{"servers": []string{"10.87.77.53"}}
-		podCfg := e.jsonFile(t, "web-pod.json", web)
-		pod := e.must(t, "runp", "--runtime", "boxlite", podCfg)
+		podCfg := e.JSONFile(t, "web-pod.json", web)
+		pod := e.Must(t, "runp", "--runtime", "boxlite", podCfg)
 
 		rec := e.record(t, pod)
 		c := calls(t, rec)
@@ -47,15 +49,15 @@ func TestPods(t *testing.T) {
 				t.Errorf("%s %s = %s, want %s", w.call, w.key, got, w.want)
 			}
 		}
-		shas := kernelSHAs(t, filepath.Join(e.dir, "config.toml"))
+		shas := kernelSHAs(t, filepath.Join(e.Dir, "config.toml"))
 		if got := mappedKernel(t, rec.VMMPid); !strings.HasPrefix(got, shas["lean"]) || shas["lean"] == "" {
 			t.Errorf("pod VMM maps kernel %s, want lean (%s); kernels: %v", got, shas["lean"], shas)
 		}
 
-		c1 := e.must(t, "create", pod, e.jsonFile(t, "c1.json", containerConfig("c1", nil, "sh", "-c", "echo one-out; echo one-err >&2; echo $$ > /dev/shm/c1; exec sleep 1000")), podCfg)
-		e.must(t, "start", c1)
-		c2 := e.must(t, "create", pod, e.jsonFile(t, "c2.json", containerConfig("c2", nil, "sh", "-c", "mkdir -p /www && echo hello-from-pod > /www/index.html && exec httpd -f -p 8080 -h /www")), podCfg)
-		e.must(t, "start", c2)
+		c1 := e.Must(t, "create", pod, e.JSONFile(t, "c1.json", crid.ContainerConfig("c1", nil, "sh", "-c", "echo one-out; echo one-err >&2; echo $$ > /dev/shm/c1; exec sleep 1000")), podCfg)
+		e.Must(t, "start", c1)
+		c2 := e.Must(t, "create", pod, e.JSONFile(t, "c2.json", crid.ContainerConfig("c2", nil, "sh", "-c", "mkdir -p /www && echo hello-from-pod > /www/index.html && exec httpd -f -p 8080 -h /www")), podCfg)
+		e.Must(t, "start", c2)
 
 		// One shim, one VMM for the pod.
 		if r2 := e.record(t, pod); r2.VMMPid != rec.VMMPid {
@@ -65,12 +67,12 @@ func TestPods(t *testing.T) {
 			t.Errorf("%d VMM processes for one pod", n)
 		}
 
-		if out := e.must(t, "exec", c1, "echo", "exec-ok"); out != "exec-ok" {
+		if out := e.Must(t, "exec", c1, "echo", "exec-ok"); out != "exec-ok" {
 			t.Errorf("exec output %q", out)
 		}
 		// IPC shared: c2 sees what c1 put in /dev/shm (the pod's).
 		waitFor(t, "c2 to see c1's /dev/shm file", func() bool {
-			out, err := e.crictl(t, "exec", c2, "cat", "/dev/shm/c1")
+			out, err := e.Crictl(t, "exec", c2, "cat", "/dev/shm/c1")
 			return err == nil && out != ""
 		})
 		// The files CRI bind-mounts from the host reach the guest, and UTS
@@ -81,19 +83,19 @@ func TestPods(t *testing.T) {
 			{"cat /etc/resolv.conf", "nameserver 10.87.77.53"},
 			{"cat /etc/hosts", "localhost"},
 		} {
-			if out, err := e.crictl(t, append([]string{"exec", c1}, strings.Fields(c.args)...)...); err != nil || !strings.Contains(out, c.want) {
+			if out, err := e.Crictl(t, append([]string{"exec", c1}, strings.Fields(c.args)...)...); err != nil || !strings.Contains(out, c.want) {
 				t.Errorf("%s in c1: %v %q, want %q", c.args, err, out, c.want)
 			}
 		}
 		// PID namespace shared (the pod asked): c2 sees c1's sleep and the
 		// pause process.
 		waitFor(t, "c2 to see c1's sleep and the pause process", func() bool {
-			out, err := e.crictl(t, "exec", c2, "ps", "-o", "args")
+			out, err := e.Crictl(t, "exec", c2, "ps", "-o", "args")
 			return err == nil && strings.Contains(out, "sleep 1000") && strings.Contains(out, "sleep 2147483647")
 		})
 		// Network shared: c1 reaches c2's server on localhost.
 		waitFor(t, "c1 to reach c2's server over the pod's loopback", func() bool {
-			out, err := e.crictl(t, "exec", c1, "wget", "-q", "-O", "-", "http://127.0.0.1:8080/")
+			out, err := e.Crictl(t, "exec", c1, "wget", "-q", "-O", "-", "http://127.0.0.1:8080/")
 			return err == nil && out == "hello-from-pod"
 		})
 		// The pod IP is reachable from the host.
@@ -104,7 +106,7 @@ func TestPods(t *testing.T) {
 				} `json:"network"`
 			} `json:"status"`
 		}
-		if err := json.Unmarshal([]byte(e.must(t, "inspectp", pod)), &insp); err != nil || insp.Status.Network.IP == "" {
+		if err := json.Unmarshal([]byte(e.Must(t, "inspectp", pod)), &insp); err != nil || insp.Status.Network.IP == "" {
 			t.Fatalf("inspectp: no pod IP (%v)", err)
 		}
 		// The VMM runs in the pod's network namespace, the one CNI set up.
@@ -117,7 +119,7 @@ func TestPods(t *testing.T) {
 				} `json:"runtimeSpec"`
 			} `json:"info"`
 		}
-		if err := json.Unmarshal([]byte(e.must(t, "inspectp", pod)), &info); err != nil {
+		if err := json.Unmarshal([]byte(e.Must(t, "inspectp", pod)), &info); err != nil {
 			t.Fatal(err)
 		}
 		netns := ""
@@ -134,17 +136,17 @@ func TestPods(t *testing.T) {
 		}
 
 		// Logs: CRI's kubelet-style log file, and crictl logs.
-		logFile := filepath.Join(e.logDir, "web", "c1.log")
+		logFile := filepath.Join(e.LogDir, "web", "c1.log")
 		waitFor(t, "c1's log file", func() bool {
 			b, _ := os.ReadFile(logFile)
 			return strings.Contains(string(b), " stdout F one-out") && strings.Contains(string(b), " stderr F one-err")
 		})
-		if out := e.must(t, "logs", c1); !strings.Contains(out, "one-out") {
+		if out := e.Must(t, "logs", c1); !strings.Contains(out, "one-out") {
 			t.Errorf("crictl logs: %q", out)
 		}
 
 		for _, id := range []string{c1, c2} {
-			out := e.must(t, "stats", "-o", "json", id)
+			out := e.Must(t, "stats", "-o", "json", id)
 			// CPU from the guest's cgroup; memory needs the cgroup v2 memory
 			// controller, which hybrid-cgroup hosts do not give the double.
 			if !strings.Contains(out, id) || !strings.Contains(out, "usageCoreNanoSeconds") {
@@ -154,33 +156,33 @@ func TestPods(t *testing.T) {
 
 		// Pod stats: CRI reads the pod's host cgroup (cgroup_parent), where
 		// the shim put the VMM.
-		if out := e.must(t, "statsp", "-o", "json", pod); !strings.Contains(out, pod) || !strings.Contains(out, "usageCoreNanoSeconds") {
+		if out := e.Must(t, "statsp", "-o", "json", pod); !strings.Contains(out, pod) || !strings.Contains(out, "usageCoreNanoSeconds") {
 			t.Errorf("statsp: %s", out)
 		}
 
-		e.must(t, "stop", c1)
-		e.must(t, "rm", c1)
+		e.Must(t, "stop", c1)
+		e.Must(t, "rm", c1)
 		// The pod runs on without c1.
-		if out := e.must(t, "exec", c2, "echo", "still"); out != "still" {
+		if out := e.Must(t, "exec", c2, "echo", "still"); out != "still" {
 			t.Errorf("exec after c1 went: %q", out)
 		}
-		e.must(t, "stop", c2)
-		e.must(t, "rm", c2)
-		e.must(t, "stopp", pod)
-		e.must(t, "rmp", pod)
+		e.Must(t, "stop", c2)
+		e.Must(t, "rm", c2)
+		e.Must(t, "stopp", pod)
+		e.Must(t, "rmp", pod)
 	})
 
 	// The boxlite-net handler's config defaults to the net kernel: a pod
 	// with no annotation gets it, and its containers run in that VM.
 	t.Run("boxlite-net", func(t *testing.T) {
-		t.Cleanup(func() { e.assertClean(t) })
-		podCfg := e.jsonFile(t, "net-pod.json", e.podConfig("netpod", map[string]string{"io.boxlite.memory_mib": "300"}, map[string]any{
+		t.Cleanup(func() { e.AssertClean(t) })
+		podCfg := e.JSONFile(t, "net-pod.json", e.PodConfig("netpod", map[string]string{"io.boxlite.memory_mib": "300"}, map[string]any{
 			"security_context": map[string]any{"namespace_options": map[string]any{"pid": 1}},
 			"resources":        map[string]any{"memory_limit_in_bytes": 1 << 30},
 		}))
-		pod := e.must(t, "runp", "--runtime", "boxlite-net", podCfg)
+		pod := e.Must(t, "runp", "--runtime", "boxlite-net", podCfg)
 		rec := e.record(t, pod)
-		shas := kernelSHAs(t, filepath.Join(e.dir, "config-net.toml"))
+		shas := kernelSHAs(t, filepath.Join(e.Dir, "config-net.toml"))
 		if got := mappedKernel(t, rec.VMMPid); !strings.HasPrefix(got, shas["net"]) || shas["net"] == "" || shas["net"] == shas["lean"] {
 			t.Errorf("pod VMM maps kernel %s, want net (%s); kernels: %v", got, shas["net"], shas)
 		}
@@ -189,31 +191,31 @@ func TestPods(t *testing.T) {
 		}
 		// A container that names the pod's own kernel is fine. Each
 		// container has its own PID namespace (the kubelet's default).
-		c1 := e.must(t, "create", pod, e.jsonFile(t, "n1.json", withPIDMode(containerConfig("n1", map[string]string{"io.boxlite.kernel": "net"}, "sleep", "1000"), 1)), podCfg)
-		e.must(t, "start", c1)
-		c2 := e.must(t, "create", pod, e.jsonFile(t, "n2.json", withPIDMode(containerConfig("n2", nil, "sleep", "2000"), 1)), podCfg)
-		e.must(t, "start", c2)
-		if out := e.must(t, "exec", c1, "echo", "in-net-pod"); out != "in-net-pod" {
+		c1 := e.Must(t, "create", pod, e.JSONFile(t, "n1.json", withPIDMode(crid.ContainerConfig("n1", map[string]string{"io.boxlite.kernel": "net"}, "sleep", "1000"), 1)), podCfg)
+		e.Must(t, "start", c1)
+		c2 := e.Must(t, "create", pod, e.JSONFile(t, "n2.json", withPIDMode(crid.ContainerConfig("n2", nil, "sleep", "2000"), 1)), podCfg)
+		e.Must(t, "start", c2)
+		if out := e.Must(t, "exec", c1, "echo", "in-net-pod"); out != "in-net-pod" {
 			t.Errorf("exec: %q", out)
 		}
-		if out := e.must(t, "exec", c2, "ps", "-o", "args"); strings.Contains(out, "sleep 1000") || !strings.Contains(out, "sleep 2000") {
+		if out := e.Must(t, "exec", c2, "ps", "-o", "args"); strings.Contains(out, "sleep 1000") || !strings.Contains(out, "sleep 2000") {
 			t.Errorf("c2 should see only its own processes:\n%s", out)
 		}
-		e.must(t, "stopp", pod)
-		e.must(t, "rmp", pod)
+		e.Must(t, "stopp", pod)
+		e.Must(t, "rmp", pod)
 	})
 
 	// A pod whose shim dies: containerd's `shim delete` kills the VMM and
 	// cleans up (mounts, cgroups, state); the pod can then be removed.
 	t.Run("shim-crash", func(t *testing.T) {
-		t.Cleanup(func() { e.assertClean(t) })
-		podCfg := e.jsonFile(t, "crash-pod.json", e.podConfig("crashpod", nil, map[string]any{"cgroup_parent": "/bxpod-crash"}))
-		pod := e.must(t, "runp", "--runtime", "boxlite", podCfg)
-		c1 := e.must(t, "create", pod, e.jsonFile(t, "x1.json", containerConfig("x1", nil, "sleep", "1000")), podCfg)
-		e.must(t, "start", c1)
+		t.Cleanup(func() { e.AssertClean(t) })
+		podCfg := e.JSONFile(t, "crash-pod.json", e.PodConfig("crashpod", nil, map[string]any{"cgroup_parent": "/bxpod-crash"}))
+		pod := e.Must(t, "runp", "--runtime", "boxlite", podCfg)
+		c1 := e.Must(t, "create", pod, e.JSONFile(t, "x1.json", crid.ContainerConfig("x1", nil, "sleep", "1000")), podCfg)
+		e.Must(t, "start", c1)
 		rec := e.record(t, pod)
 		shim := 0
-		for _, p := range e.ourProcesses() {
+		for _, p := range e.OurProcesses() {
 			if strings.HasSuffix(p, "/containerd-shim-boxlite-v2") {
 				fmt.Sscan(p, &shim)
 			}
@@ -230,22 +232,22 @@ func TestPods(t *testing.T) {
 		// containerd learns of the container's end from the dead shim's
 		// cleanup, in its own time (the kubelet waits, and retries).
 		waitFor(t, "CRI to see the pod's container exited", func() bool {
-			out, err := e.crictl(t, "inspect", "-o", "go-template", "--template", "{{.status.state}}", c1)
+			out, err := e.Crictl(t, "inspect", "-o", "go-template", "--template", "{{.status.state}}", c1)
 			return err == nil && strings.Contains(out, "CONTAINER_EXITED")
 		})
-		e.must(t, "stopp", pod)
-		e.must(t, "rmp", pod)
+		e.Must(t, "stopp", pod)
+		e.Must(t, "rmp", pod)
 	})
 
 	// What the shim refuses, with errors that say why.
 	t.Run("refused", func(t *testing.T) {
-		t.Cleanup(func() { e.assertClean(t) })
-		podCfg := e.jsonFile(t, "lean-pod.json", e.podConfig("leanpod", map[string]string{"io.boxlite.kernel": "lean"}, nil))
-		pod := e.must(t, "runp", "--runtime", "boxlite", podCfg)
+		t.Cleanup(func() { e.AssertClean(t) })
+		podCfg := e.JSONFile(t, "lean-pod.json", e.PodConfig("leanpod", map[string]string{"io.boxlite.kernel": "lean"}, nil))
+		pod := e.Must(t, "runp", "--runtime", "boxlite", podCfg)
 		// Another kernel than the pod's (CRI makes the task, so asks the
 		// shim, at start).
-		k := e.must(t, "create", pod, e.jsonFile(t, "k.json", containerConfig("k", map[string]string{"io.boxlite.kernel": "net"}, "sleep", "1000")), podCfg)
-		_, err := e.crictl(t, "start", k)
+		k := e.Must(t, "create", pod, e.JSONFile(t, "k.json", crid.ContainerConfig("k", map[string]string{"io.boxlite.kernel": "net"}, "sleep", "1000")), podCfg)
+		_, err := e.Crictl(t, "start", k)
 		msg := ""
 		if err != nil {
 			msg = strings.ReplaceAll(err.Error(), `\"`, `"`) // crictl quotes the gRPC error
@@ -254,29 +256,29 @@ func TestPods(t *testing.T) {
 			t.Errorf("a container asking for another kernel than its pod's: %v", err)
 		}
 		// The pod still works after the refusal.
-		ok := e.must(t, "create", pod, e.jsonFile(t, "ok.json", containerConfig("ok", nil, "sleep", "1000")), podCfg)
-		e.must(t, "start", ok)
-		if out := e.must(t, "exec", ok, "echo", "fine"); out != "fine" {
+		ok := e.Must(t, "create", pod, e.JSONFile(t, "ok.json", crid.ContainerConfig("ok", nil, "sleep", "1000")), podCfg)
+		e.Must(t, "start", ok)
+		if out := e.Must(t, "exec", ok, "echo", "fine"); out != "fine" {
 			t.Errorf("exec after a refusal: %q", out)
 		}
-		e.must(t, "stopp", pod)
-		e.must(t, "rmp", pod)
+		e.Must(t, "stopp", pod)
+		e.Must(t, "rmp", pod)
 
 		// A host-network pod.
-		host := e.jsonFile(t, "host-pod.json", e.podConfig("hostpod", nil, map[string]any{
+		host := e.JSONFile(t, "host-pod.json", e.PodConfig("hostpod", nil, map[string]any{
 			"security_context": map[string]any{"namespace_options": map[string]any{"network": 2}},
 		}))
-		if _, err := e.crictl(t, "runp", "--runtime", "boxlite", host); err == nil || !strings.Contains(err.Error(), "cannot share the host's network namespace") {
+		if _, err := e.Crictl(t, "runp", "--runtime", "boxlite", host); err == nil || !strings.Contains(err.Error(), "cannot share the host's network namespace") {
 			t.Errorf("host-network pod: %v", err)
 		}
 		// An io.boxlite.* annotation the handler's config does not enable.
-		cpus := e.jsonFile(t, "cpus-pod.json", e.podConfig("cpuspod", map[string]string{"io.boxlite.cpus": "2"}, nil))
-		if _, err := e.crictl(t, "runp", "--runtime", "boxlite", cpus); err == nil || !strings.Contains(err.Error(), "io.boxlite.cpus is not enabled") {
+		cpus := e.JSONFile(t, "cpus-pod.json", e.PodConfig("cpuspod", map[string]string{"io.boxlite.cpus": "2"}, nil))
+		if _, err := e.Crictl(t, "runp", "--runtime", "boxlite", cpus); err == nil || !strings.Contains(err.Error(), "io.boxlite.cpus is not enabled") {
 			t.Errorf("pod with a disabled annotation: %v", err)
 		}
 		// A kernel variant that does not exist.
-		bad := e.jsonFile(t, "bad-pod.json", e.podConfig("badpod", map[string]string{"io.boxlite.kernel": "fat"}, nil))
-		if _, err := e.crictl(t, "runp", "--runtime", "boxlite", bad); err == nil || !strings.Contains(err.Error(), "not a known kernel variant") {
+		bad := e.JSONFile(t, "bad-pod.json", e.PodConfig("badpod", map[string]string{"io.boxlite.kernel": "fat"}, nil))
+		if _, err := e.Crictl(t, "runp", "--runtime", "boxlite", bad); err == nil || !strings.Contains(err.Error(), "not a known kernel variant") {
 			t.Errorf("pod with an unknown kernel: %v", err)
 		}
 	})
@@ -285,7 +287,7 @@ func TestPods(t *testing.T) {
 // countVMMs counts the VMM processes of this env's sandboxes.
 func (e *env) countVMMs() int {
 	n := 0
-	for _, p := range e.ourProcesses() {
+	for _, p := range e.OurProcesses() {
 		if strings.HasSuffix(p, "/boxlite-vmm") {
 			n++
 		}
