@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,5 +108,46 @@ func TestCreateRefusedLeavesNothing(t *testing.T) {
 	case <-sd.Done():
 	case <-time.After(10 * time.Second):
 		t.Fatal("the shim did not shut down with no task")
+	}
+}
+
+// A bundle whose config.json is missing or malformed is refused with an
+// error that names the file, and nothing is made.
+func TestCreateBadBundle(t *testing.T) {
+	cases := []struct {
+		name   string
+		config []byte // nil: no config.json at all
+	}{
+		{"missing", nil},
+		{"empty", []byte{}},
+		{"not-json", []byte("{this is not json")},
+		{"wrong-type", []byte(`{"ociVersion": 3, "process": "sh"}`)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := newTestService(t)
+			dir := t.TempDir()
+			bundle, state := filepath.Join(dir, "bundle"), filepath.Join(dir, "state")
+			if err := os.MkdirAll(bundle, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if tc.config != nil {
+				if err := os.WriteFile(filepath.Join(bundle, "config.json"), tc.config, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			opts, err := typeurl.MarshalAnyToProto(&runtimeoptions.Options{ConfigBody: []byte("state_dir = \"" + state + "\"\ncache_dir = \"" + filepath.Join(dir, "cache") + "\"\n")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := namespaces.WithNamespace(context.Background(), "test")
+			_, err = s.Create(ctx, &taskAPI.CreateTaskRequest{ID: "t1", Bundle: bundle, Options: opts})
+			if err == nil || status.Code(err) == codes.Unimplemented || !strings.Contains(err.Error(), "config.json") {
+				t.Fatalf("Create: %v, want an error naming config.json", err)
+			}
+			if ents, _ := os.ReadDir(state); len(ents) != 0 {
+				t.Errorf("state left: %v", ents)
+			}
+		})
 	}
 }

@@ -120,7 +120,7 @@ func TestCorruptKernelCache(t *testing.T) {
 // the host's mounts, processes, sockets, state and cgroups come back to
 // where they were: nothing leaks per sandbox.
 func TestCreateDeleteCycles(t *testing.T) {
-	const sequential, concurrent = 40, 10
+	const sequential, concurrent = 200, 20
 	s := newSuite(t)
 	t.Cleanup(func() { s.assertClean(t) })
 	ctrdPid := s.d.Pid()
@@ -158,7 +158,7 @@ func TestCreateDeleteCycles(t *testing.T) {
 	}
 	s.assertClean(t)
 	// containerd may keep a few descriptors for its own reasons (caches,
-	// connections); a leak per sandbox would be 50 or more.
+	// connections); a leak per sandbox would be 220 or more.
 	if after := countFDs(t, ctrdPid); after > fdsBefore+5 {
 		t.Errorf("containerd holds %d file descriptors after %d sandboxes, %d before", after, sequential+concurrent, fdsBefore)
 	}
