@@ -205,6 +205,7 @@ func TestCtr(t *testing.T) {
 				script := `trap "echo terminated; exit 42" TERM; echo ready; while :; do sleep 0.1; done`
 				cmd := s.d.CtrCommand(ctx, s.runArgs("--rm", s.img, id, "sh", "-c", script)...)
 				r := startUntilReady(t, cmd)
+				s.waitRunning(t, ctx, id)
 				kill := []string{"task", "kill", "-s", tc.signal}
 				if strings.HasSuffix(tc.name, "-all") {
 					kill = append(kill, "--all")
@@ -440,6 +441,9 @@ func TestCtr(t *testing.T) {
 		id := "vmmdies"
 		cmd := s.d.CtrCommand(ctx, s.runArgs("--rm", s.img, id, "sh", "-c", "echo ready; exec sleep 1000")...)
 		r := startUntilReady(t, cmd)
+		// The container printing "ready" may come before Start has
+		// returned: kill the VMM only once containerd has the task running.
+		s.waitRunning(t, ctx, id)
 		rec := s.record(t, id)
 		if err := syscallKill(rec.VMMPid); err != nil {
 			t.Fatal(err)
@@ -771,4 +775,16 @@ func startUntilReady(t *testing.T, cmd *exec.Cmd) *bufio.Reader {
 		t.Fatalf("container did not start: %q %v", line, err)
 	}
 	return r
+}
+
+// waitRunning waits until containerd reports task id RUNNING (Start has
+// returned), or ctx ends.
+func (s *suite) waitRunning(t *testing.T, ctx context.Context, id string) {
+	t.Helper()
+	for s.taskStatus(t, id) != "RUNNING" {
+		if ctx.Err() != nil {
+			t.Fatalf("task %s is not RUNNING: %s", id, s.taskStatus(t, id))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
