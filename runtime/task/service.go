@@ -444,9 +444,43 @@ func guestSpec(id string, spec *specs.Spec, sandboxPid uint32) error {
 // processes' waiters then report the failure as their exit.
 func (s *service) watchSandbox(sb *sandbox.Sandbox) {
 	<-sb.Done()
-	if !sb.Stopping() {
-		log.G(s.ctx).WithField("sandbox", sb.ID).Errorf("sandbox failed: %s without the guest agent reporting; its tasks exit with status %d", sb.ExitReason(), sandboxFailureStatus)
+	if sb.Stopping() {
+		return
 	}
+	log.G(s.ctx).WithField("sandbox", sb.ID).Errorf("sandbox failed: %s without the guest agent reporting; its tasks exit with status %d", sb.ExitReason(), sandboxFailureStatus)
+	// Started processes exit through waitExit; the ones never started
+	// never will: they are stopped here, so that Wait returns and they can
+	// be deleted.
+	now := time.Now()
+	for _, p := range s.unstarted() {
+		s.failedStart(p, now)
+	}
+}
+
+// unstarted lists the processes, init or exec, that are created and not
+// started, and marks them started so that Start refuses them from now on.
+func (s *service) unstarted() []*process {
+	s.mu.Lock()
+	var all []*process
+	for _, c := range s.containers {
+		all = append(all, c.init)
+		c.mu.Lock()
+		for _, e := range c.execs {
+			all = append(all, e)
+		}
+		c.mu.Unlock()
+	}
+	s.mu.Unlock()
+	var out []*process
+	for _, p := range all {
+		p.mu.Lock()
+		if !p.started && p.status == task.Status_CREATED {
+			p.started = true
+			out = append(out, p)
+		}
+		p.mu.Unlock()
+	}
+	return out
 }
 
 // Start starts a created init or exec process.
@@ -454,10 +488,6 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 	c, p, err := s.process(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
-	}
-	ac, err := s.agentClient()
-	if err != nil {
-		return nil, errgrpc.ToGRPC(err)
 	}
 	p.mu.Lock()
 	if p.started || p.status != task.Status_CREATED {
@@ -467,10 +497,16 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 	p.started = true
 	p.mu.Unlock()
 
+	// A sandbox that failed before Start fails the start: the process is
+	// then stopped, so that it can be deleted (containerd's forced delete
+	// waits for it).
+	ac, err := s.agentClient()
 	var pid int
-	if r.ExecID == "" {
+	switch {
+	case err != nil:
+	case r.ExecID == "":
 		pid, err = ac.Start(ctx, r.ID)
-	} else {
+	default:
 		if c.init.hasExited() {
 			err = fmt.Errorf("task %s has exited: %w", r.ID, errdefs.ErrFailedPrecondition)
 		} else {
