@@ -104,11 +104,10 @@ func Prepare(ctx context.Context, o Options) (_ *Sandbox, retErr error) {
 	}
 	agentBin := o.AgentBinary
 	if agentBin == "" {
-		self, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("sandbox %s: locating %s: %w", o.ID, AgentBinaryName, err)
+		var err error
+		if agentBin, err = vmm.BesideShim(AgentBinaryName); err != nil {
+			return nil, fmt.Errorf("sandbox %s: %w", o.ID, err)
 		}
-		agentBin = filepath.Join(filepath.Dir(self), AgentBinaryName)
 	}
 	if st, err := os.Stat(agentBin); err != nil || !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("sandbox %s: guest agent %s is missing (install it beside the shim: make agent): %w", o.ID, agentBin, errdefs.ErrFailedPrecondition)

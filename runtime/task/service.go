@@ -805,24 +805,17 @@ func (s *service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.Pi
 }
 
 func (s *service) Pause(ctx context.Context, r *taskAPI.PauseRequest) (*emptypb.Empty, error) {
-	c, err := s.container(r.ID)
-	if err != nil {
-		return nil, err
-	}
-	ac, err := s.agentClient()
-	if err != nil {
-		return nil, errgrpc.ToGRPC(err)
-	}
-	if err := ac.Pause(ctx, r.ID); err != nil {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("pause task %s: %w", r.ID, err))
-	}
-	c.init.setStatus(task.Status_PAUSED)
-	s.send(&eventstypes.TaskPaused{ContainerID: r.ID})
-	return empty, nil
+	return s.freeze(ctx, r.ID, "pause", (*agent.Client).Pause, task.Status_PAUSED, &eventstypes.TaskPaused{ContainerID: r.ID})
 }
 
 func (s *service) Resume(ctx context.Context, r *taskAPI.ResumeRequest) (*emptypb.Empty, error) {
-	c, err := s.container(r.ID)
+	return s.freeze(ctx, r.ID, "resume", (*agent.Client).Resume, task.Status_RUNNING, &eventstypes.TaskResumed{ContainerID: r.ID})
+}
+
+// freeze pauses or resumes task id in the guest (call), then records its
+// new status and publishes the event.
+func (s *service) freeze(ctx context.Context, id, verb string, call func(*agent.Client, context.Context, string) error, status task.Status, event any) (*emptypb.Empty, error) {
+	c, err := s.container(id)
 	if err != nil {
 		return nil, err
 	}
@@ -830,11 +823,11 @@ func (s *service) Resume(ctx context.Context, r *taskAPI.ResumeRequest) (*emptyp
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	if err := ac.Resume(ctx, r.ID); err != nil {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("resume task %s: %w", r.ID, err))
+	if err := call(ac, ctx, id); err != nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("%s task %s: %w", verb, id, err))
 	}
-	c.init.setStatus(task.Status_RUNNING)
-	s.send(&eventstypes.TaskResumed{ContainerID: r.ID})
+	c.init.setStatus(status)
+	s.send(event)
 	return empty, nil
 }
 

@@ -16,10 +16,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	unlock := ctrd.LockSuites() // not beside the other end-to-end suite
-	code := m.Run()
-	if os.Geteuid() == 0 {
-		// Not ctrd.SuiteLeftovers: benchmarks may run shims beside us.
+	// Not ctrd.SuiteLeftovers: benchmarks may run shims beside us.
+	os.Exit(ctrd.RunSuite(m, "cri", func() []string {
 		var left []string
 		for _, m := range ctrd.MountsUnder("/") {
 			if strings.Contains(m, "/bxp") {
@@ -34,16 +32,6 @@ func TestMain(m *testing.M) {
 				left = append(left, fmt.Sprint("directories: ", m))
 			}
 		}
-		if len(left) > 0 {
-			fmt.Fprintln(os.Stderr, "cri: the suite left these behind:")
-			for _, l := range left {
-				fmt.Fprintln(os.Stderr, "  ", l)
-			}
-			if code == 0 {
-				code = 1
-			}
-		}
-	}
-	unlock()
-	os.Exit(code)
+		return left
+	}))
 }

@@ -176,3 +176,25 @@ func LockSuites() (unlock func()) {
 		f.Close()
 	}
 }
+
+// RunSuite is a suite's TestMain body: it runs the tests holding the suites'
+// lock, then, as root, fails the run (exit code 1) if leftovers() lists
+// anything the suite left behind, printing it under the suite's name.
+func RunSuite(m *testing.M, name string, leftovers func() []string) int {
+	unlock := LockSuites()
+	defer unlock()
+	code := m.Run()
+	if os.Geteuid() != 0 {
+		return code
+	}
+	if left := leftovers(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "%s: the suite left these behind:\n", name)
+		for _, l := range left {
+			fmt.Fprintln(os.Stderr, "  ", l)
+		}
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}

@@ -106,17 +106,8 @@ func (s *suite) killWhenSeen(id, victim string, delay time.Duration, done <-chan
 
 // victimPid finds the shim, VMM or agent process of sandbox id (0 if none).
 func (s *suite) victimPid(id, victim string) int {
-	switch victim {
-	case "shim":
-		// The serving shim, not the short-lived `start` or `delete`
-		// processes of the bootstrap protocol.
-		for _, pid := range pidsNamed("containerd-shim") {
-			args := cmdline(pid)
-			if strings.Contains(args, "\x00-id\x00"+id+"\x00") && !strings.HasSuffix(args, "\x00start\x00") && !strings.HasSuffix(args, "\x00delete\x00") {
-				return pid
-			}
-		}
-		return 0
+	if victim == "shim" {
+		return servingShim(id)
 	}
 	b, err := os.ReadFile(filepath.Join(s.bundle(id), sandbox.RecordName))
 	if err != nil {
@@ -152,9 +143,4 @@ func pidsNamed(prefix string) []int {
 		}
 	}
 	return out
-}
-
-func cmdline(pid int) string {
-	b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
-	return "\x00" + string(b)
 }

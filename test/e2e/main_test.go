@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
 	"testing"
 
@@ -12,19 +11,5 @@ import (
 // the host: no shim, VMM or agent process, no container rootfs mount, no
 // per-sandbox cgroup, no suite directory (and so no socket of ours).
 func TestMain(m *testing.M) {
-	unlock := ctrd.LockSuites() // not beside the other end-to-end suite
-	code := m.Run()
-	if os.Geteuid() == 0 {
-		if left := ctrd.SuiteLeftovers("bxc", "bxs"); len(left) > 0 {
-			fmt.Fprintln(os.Stderr, "e2e: the suite left these behind:")
-			for _, l := range left {
-				fmt.Fprintln(os.Stderr, "  ", l)
-			}
-			if code == 0 {
-				code = 1
-			}
-		}
-	}
-	unlock()
-	os.Exit(code)
+	os.Exit(ctrd.RunSuite(m, "e2e", func() []string { return ctrd.SuiteLeftovers("bxc", "bxs") }))
 }

@@ -684,10 +684,23 @@ func mappedKrunfw(t *testing.T, pid int) []string {
 // findShim returns the PID of the shim serving task id.
 func findShim(t *testing.T, id string) int {
 	t.Helper()
+	pid := servingShim(id)
+	if pid == 0 {
+		t.Fatalf("no shim process for task %s", id)
+	}
+	return pid
+}
+
+// servingShim is the PID of the shim serving task id, not the short-lived
+// `start` or `delete` processes of the bootstrap protocol; 0 if none.
+func servingShim(id string) int {
 	for _, p := range ctrd.OurProcesses() {
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.Pid))
-		args := strings.Split(string(b), "\x00")
+		args := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
 		if filepath.Base(args[0]) != "containerd-shim-boxlite-v2" {
+			continue
+		}
+		if last := args[len(args)-1]; last == "start" || last == "delete" {
 			continue
 		}
 		for i := range args[:len(args)-1] {
@@ -696,7 +709,6 @@ func findShim(t *testing.T, id string) int {
 			}
 		}
 	}
-	t.Fatalf("no shim process for task %s", id)
 	return 0
 }
 
