@@ -335,7 +335,7 @@ func TestExtractHelperProcess(t *testing.T) {
 
 func TestExtractConcurrentProcesses(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts helper processes")
+		t.Skip("skipped under -short: it starts helper processes")
 	}
 	isolateRegistry(t)
 	content, zst, sum := makeBlob(t, 512<<10)

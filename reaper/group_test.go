@@ -25,7 +25,7 @@ func TestOrphanInRegisteredGroupIsReaped(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			if m.usePidfd && !pidfdWorks() {
-				t.Skip("no pidfd")
+				t.Skip("this kernel lacks pidfd_open")
 			}
 			cmd := exec.Command(os.Args[0], "-test.run=^$")
 			cmd.Env = append(os.Environ(), helperEnv+"="+m.name)

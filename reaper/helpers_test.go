@@ -47,7 +47,7 @@ var modes = []mode{
 func newTestReaper(t *testing.T, m mode) *Reaper {
 	t.Helper()
 	if m.usePidfd && !pidfdWorks() {
-		t.Skip("pidfd_open/waitid(P_PIDFD) not available")
+		t.Skip("this kernel lacks pidfd_open/waitid(P_PIDFD)")
 	}
 	r := New()
 	r.usePidfd = m.usePidfd

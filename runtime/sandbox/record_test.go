@@ -73,7 +73,7 @@ func TestCleanupSparesReusedPid(t *testing.T) {
 func TestCleanupFindsUnrecordedVMM(t *testing.T) {
 	sleep, err := exec.LookPath("sleep")
 	if err != nil {
-		t.Skip("no sleep binary")
+		t.Skip("no sleep binary on PATH: nothing to stand in for an unrecorded VMM process")
 	}
 	base := t.TempDir()
 	fake := filepath.Join(base, "boxlite-vmm")
