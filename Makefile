@@ -58,7 +58,7 @@ deps:
 # The libkrun test double and the test workload (DESIGN.md: testing where no guest can boot).
 testbins:
 	mkdir -p $(BIN)/test
-	cc -O2 -Wall -shared -fPIC -Wl,-soname,libkrun.so.1 -o $(BIN)/test/libkrun.so.1 test/libkrun-double/libkrun_double.c -ldl
+	cc -O2 -Wall -shared -fPIC -Wl,-soname,libkrun.so.1 -o $(BIN)/test/libkrun.so.1 test/libkrun-double/libkrun_double.c -ldl -pthread
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/test/vmmworkload ./test/vmmworkload
 
 vet:

@@ -3,11 +3,16 @@
 // runs the pod's containers inside the guest.
 //
 //	boxlite-agent [-vsock-port 1024] [-cgroup-root /sys/fs/cgroup/boxlite] [-init auto|yes|no]
+//	              [-network FILE]
 //
 // Listening: on AF_VSOCK, port -vsock-port; when LISTEN_FDS is set (the libkrun
 // test double, which runs the agent as a host process, passes the bridge's
 // listening Unix sockets as fds 3.. with BOXLITE_VSOCK_PORTS listing their
 // ports in fd order), on the inherited socket whose port is -vsock-port.
+//
+// -network FILE (written by the shim, see runtime/podnet) gives the guest's
+// virtio-net interface the pod's MTU, addresses and routes before the API is
+// served; failing that, the agent exits 1 and says why on the console.
 //
 // SIGTERM or SIGINT make it kill its containers, clean up and exit 0, as
 // the Shutdown call does.
@@ -34,6 +39,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/boxlite/boxlite-shim/runtime/podnet"
 )
 
 func main() {
@@ -50,6 +57,7 @@ func main() {
 	port := flag.Uint("vsock-port", 1024, "vsock port to serve the agent API on")
 	cgroupRoot := flag.String("cgroup-root", "/sys/fs/cgroup/boxlite", "cgroup v2 directory under which each container gets its leaf")
 	initMode := flag.String("init", "auto", "act as the guest's init (mount /proc, /sys, /dev, cgroup2, /tmp): auto (when PID 1), yes, no")
+	network := flag.String("network", "", "JSON file describing the guest's network interface (runtime/podnet)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "boxlite-agent: unexpected arguments %q\n", flag.Args())
@@ -70,6 +78,16 @@ func main() {
 	var warnings []string
 	if asInit {
 		warnings = setupGuest()
+	}
+	if *network != "" {
+		iface, err := podnet.ReadFile(*network)
+		if err == nil {
+			err = podnet.Configure(iface)
+		}
+		if err != nil {
+			log.Fatalf("the pod network cannot be set up: %v", err)
+		}
+		log.Printf("network: %s up with %v (MTU %d)", iface.MAC, iface.Addrs, iface.MTU)
 	}
 	if os.Getpid() != 1 {
 		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {

@@ -8,11 +8,16 @@
 //	boxlite-vmm [-libkrun PATH] [-allow-test-double] [-krunfw PATH]
 //	            -cpus N -memory-mib N -root DIR [-workdir DIR]
 //	            [-vsock PORT:SOCKET]... [-console FILE] [-log-level N]
-//	            [-env K=V]... -- EXEC [ARG]...
+//	            [-net-tap NAME -net-mac MAC] [-env K=V]... -- EXEC [ARG]...
 //
 // EXEC is the workload's path inside the guest root; the ARGs follow it (as in
 // krun_set_exec, argv does not repeat EXEC). Each -vsock bridges a listening
 // host Unix socket to the guest's vsock PORT (krun_add_vsock_port2, listen).
+//
+// -net-tap gives the guest a virtio-net device (its eth0) with address MAC,
+// backed by the TAP device NAME of the VMM's network namespace
+// (krun_add_net_tap, which also turns libkrun's TSI off); without it the guest
+// has TSI.
 //
 // -krunfw PATH loads the kernel library (libkrunfw.so.5) from PATH before
 // libkrun, so libkrun's own dlopen("libkrunfw.so.5") gets that very object (the
@@ -61,6 +66,7 @@ typedef int32_t (*fn_u_u8_u)(uint32_t, uint8_t, uint32_t);
 typedef int32_t (*fn_u_s)(uint32_t, const char *);
 typedef int32_t (*fn_u_s_v_v)(uint32_t, const char *, const char *const *, const char *const *);
 typedef int32_t (*fn_u_u_s_b)(uint32_t, uint32_t, const char *, bool);
+typedef int32_t (*fn_u_s_mac_u_u)(uint32_t, char *, uint8_t *, uint32_t, uint32_t);
 
 static int32_t call_v(void *f) { return ((fn_v)f)(); }
 static int32_t call_u(void *f, uint32_t a) { return ((fn_u)f)(a); }
@@ -70,6 +76,11 @@ static int32_t call_u_s_v_v(void *f, uint32_t a, const char *s, char **v, char *
 	return ((fn_u_s_v_v)f)(a, s, (const char *const *)v, (const char *const *)w);
 }
 static int32_t call_u_u_s_b(void *f, uint32_t a, uint32_t b, const char *s, bool l) { return ((fn_u_u_s_b)f)(a, b, s, l); }
+static int32_t call_net_tap(void *f, uint32_t ctx, char *name, uint8_t *mac) {
+	// No offload features: the kernel segments and checksums what the TAP
+	// gets, which is always right, whatever the pod interface offloads.
+	return ((fn_u_s_mac_u_u)f)(ctx, name, mac, 0, 0);
+}
 */
 import "C"
 
@@ -77,6 +88,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -134,6 +146,8 @@ func main() {
 		workdir   = flag.String("workdir", "", "workload's working directory in the guest")
 		console   = flag.String("console", "", "file that receives the guest console")
 		logLevel  = flag.Uint("log-level", 1, "libkrun log level (0 off .. 5 trace)")
+		netTap    = flag.String("net-tap", "", "TAP device backing the guest's virtio-net eth0 (krun_add_net_tap)")
+		netMAC    = flag.String("net-mac", "", "guest eth0's MAC address (with -net-tap)")
 		vsock     vsockFlag
 		env       listFlag
 		workloadV []string
@@ -154,6 +168,15 @@ func main() {
 		fail(2, "-cpus %d: must be 1-255", *cpus)
 	case *memory < 1 || *memory > 1<<32-1:
 		fail(2, "-memory-mib %d: out of range", *memory)
+	case (*netTap == "") != (*netMAC == ""):
+		fail(2, "-net-tap and -net-mac go together")
+	}
+	var mac net.HardwareAddr
+	if *netMAC != "" {
+		var err error
+		if mac, err = net.ParseMAC(*netMAC); err != nil || len(mac) != 6 {
+			fail(2, "-net-mac %q: not an Ethernet address", *netMAC)
+		}
 	}
 
 	if *krunfw != "" {
@@ -210,6 +233,14 @@ func main() {
 	if *console != "" {
 		check("krun_set_console_output", C.call_u_s(setConsole, ctx, C.CString(*console)))
 	}
+	if *netTap != "" {
+		addNetTap := C.lib_sym(h, C.CString("krun_add_net_tap"))
+		if addNetTap == nil {
+			fail(3, "libkrun is not available for pod networking: %s has no krun_add_net_tap; install a libkrun built with its network backends (NET=1)", *libkrun)
+		}
+		cmac := (*C.uint8_t)(C.CBytes(mac))
+		check("krun_add_net_tap", C.call_net_tap(addNetTap, ctx, C.CString(*netTap), cmac))
+	}
 	// Never returns on success. The C strings above are never freed: libkrun
 	// may keep pointers to them, and the process ends inside libkrun.
 	check("krun_start_enter", C.call_u(startEnter, ctx))
@@ -232,9 +263,11 @@ type probeReport struct {
 	File      string `json:"file,omitempty"`
 	Version   string `json:"version,omitempty"`
 	// TestDouble is true for the libkrun test double, which boots no VM.
-	TestDouble bool     `json:"test_double"`
-	Missing    []string `json:"missing,omitempty"`
-	Error      string   `json:"error,omitempty"`
+	TestDouble bool `json:"test_double"`
+	// NetTap reports krun_add_net_tap, which pods' networking needs.
+	NetTap  bool     `json:"net_tap"`
+	Missing []string `json:"missing,omitempty"`
+	Error   string   `json:"error,omitempty"`
 }
 
 func probeLibkrun(path string) int {
@@ -256,6 +289,7 @@ func probeLibkrun(path string) int {
 		}
 	}
 	rep.TestDouble = C.lib_sym(h, C.CString("krun_test_double")) != nil
+	rep.NetTap = C.lib_sym(h, C.CString("krun_add_net_tap")) != nil
 	for _, name := range vmmFunctions {
 		if C.lib_sym(h, C.CString(name)) == nil {
 			rep.Missing = append(rep.Missing, name)

@@ -660,3 +660,31 @@ func TestVsockListen(t *testing.T) {
 		t.Errorf("without BOXLITE_TEST_DOUBLE the agent takes itself for the VM's: %s", log.String())
 	}
 }
+
+// An agent given a pod network it cannot set up exits 1 and says why, before
+// serving anything.
+func TestAgentNetworkFailure(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, file, want string }{
+		{"missing file", "", "no such file or directory"},
+		{"bad JSON", "{", "network.json"},
+		{"no interface with the MAC", `{"mac":"02:00:00:00:00:09","mtu":1500,"addrs":["10.9.0.2/24"]}`, "no interface has MAC 02:00:00:00:00:09"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, "network.json")
+			_ = os.Remove(path)
+			if tc.file != "" {
+				if err := os.WriteFile(path, []byte(tc.file), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// In a network namespace of its own: it must not touch the host's.
+			cmd := exec.Command("unshare", "--net", agentBin, "-init", "no", "-network", path)
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "the pod network cannot be set up") || !strings.Contains(string(out), tc.want) {
+				t.Errorf("agent: %v, output %q; want exit 1 naming %q", err, out, tc.want)
+			}
+		})
+	}
+}

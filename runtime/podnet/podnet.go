@@ -193,9 +193,9 @@ func containsNet(nets []*net.IPNet, n *net.IPNet) bool {
 	return slices.ContainsFunc(nets, func(m *net.IPNet) bool { return m.String() == n.String() })
 }
 
-// Detach removes what Attach made in netns: the TAP device and the pod
-// link's ingress qdisc. A namespace, TAP or qdisc already gone is not an
-// error; it is safe to run twice.
+// Detach removes what Attach made in netns: the TAP device and the ingress
+// qdisc of podLink ("" = not known: the TAP only). A namespace, TAP or qdisc
+// already gone is not an error; it is safe to run twice.
 func Detach(netns, podLink string) error {
 	if _, err := os.Stat(netns); errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -206,13 +206,19 @@ func Detach(netns, podLink string) error {
 			return err
 		}
 		defer c.Close()
-		var errs []error
-		if tap, err := c.LinkByName(TapName); err == nil {
-			errs = append(errs, c.DeleteLink(tap.Index))
+		links, err := c.Links()
+		if err != nil {
+			return err
 		}
-		if link, err := c.LinkByName(podLink); err == nil {
-			if err := c.DeleteIngressQdisc(link.Index); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-				errs = append(errs, err)
+		var errs []error
+		for _, l := range links {
+			switch l.Name {
+			case TapName:
+				errs = append(errs, c.DeleteLink(l.Index))
+			case podLink:
+				if err := c.DeleteIngressQdisc(l.Index); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+					errs = append(errs, err)
+				}
 			}
 		}
 		return errors.Join(errs...)

@@ -5,9 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -16,44 +14,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/boxlite/boxlite-shim/runtime/netlink"
+	"github.com/boxlite/boxlite-shim/test/netnstest"
 )
 
-// newNetNS makes an empty network namespace, bound at a file under the test's
-// temporary directory, and removes it when the test ends.
-func newNetNS(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces")
-	}
-	path := filepath.Join(t.TempDir(), "netns")
-	if err := os.WriteFile(path, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with us
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		errc <- unix.Mount("/proc/thread-self/ns/net", path, "", unix.MS_BIND, "")
-	}()
-	if err := <-errc; err != nil {
-		t.Fatalf("new network namespace: %v", err)
-	}
-	t.Cleanup(func() { _ = unix.Unmount(path, unix.MNT_DETACH) })
-	return path
-}
-
-// sh runs a command line in netns.
-func sh(t *testing.T, netns, cmdline string) string {
-	t.Helper()
-	out, err := exec.Command("nsenter", "--net="+netns, "sh", "-c", cmdline).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v: %s", cmdline, err, out)
-	}
-	return string(out)
-}
+var (
+	newNetNS = netnstest.New
+	sh       = netnstest.Sh
+)
 
 // podNS makes what CNI's bridge plugin would: a pod namespace whose eth0 is
 // one end of a veth pair (10.99.0.2/24, default route via 10.99.0.1, IPv6

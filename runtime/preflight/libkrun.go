@@ -20,6 +20,7 @@ type LibkrunInfo struct {
 	File       string   `json:"file"`
 	Version    string   `json:"version"`
 	TestDouble bool     `json:"test_double"`
+	NetTap     bool     `json:"net_tap"`
 	Missing    []string `json:"missing"`
 	Error      string   `json:"error"`
 }
@@ -92,6 +93,10 @@ func Libkrun(cfg *config.Config) (Result, LibkrunInfo) {
 		r.Status = Warn
 		r.Detail = fmt.Sprintf("%s is the boxlite libkrun test double (tests only): it runs the workload as a host process and boots no VM", info.Loaded)
 		r.Fix = "point libkrun_path in " + configName(cfg) + " at a real libkrun.so.1 (your distribution's libkrun package, or built from github.com/containers/libkrun), or remove the key to use the dynamic loader's search path"
+	case !info.NetTap:
+		r.Status = Warn
+		r.Detail = fmt.Sprintf("%s has no krun_add_net_tap: single-container sandboxes run, but Kubernetes pods cannot be given their pod network", info.Loaded)
+		r.Fix = "install a libkrun built with its network backends (NET=1), or point libkrun_path at one in " + configName(cfg)
 	default:
 		r.Status = Pass
 		version := info.Version

@@ -14,6 +14,8 @@ import (
 
 	"github.com/containerd/containerd/v2/core/mount"
 	"golang.org/x/sys/unix"
+
+	"github.com/boxlite/boxlite-shim/runtime/podnet"
 )
 
 // RecordName is the sandbox's state record in the sandbox container's bundle.
@@ -33,6 +35,9 @@ type Record struct {
 	// PodCgroups are the host cgroup directories the shim made for a pod's
 	// VMM (its sandbox's cgroupsPath), deepest first.
 	PodCgroups []string `json:"pod_cgroups,omitempty"`
+	// Net is what was made in the pod's network namespace for the VM (the
+	// TAP device, and once known the pod link it mirrors).
+	Net *podnet.Attachment `json:"net,omitempty"`
 }
 
 func (s *Sandbox) recordPath() string { return filepath.Join(s.opts.Bundle, RecordName) }
@@ -92,7 +97,7 @@ func Cleanup(ctx context.Context, bundle string) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := cleanupDirs(r); err != nil {
+	if err := cleanupHost(r); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) == 0 {
@@ -179,10 +184,17 @@ func groupIsOurs(pgid int) bool {
 	return false
 }
 
-// cleanupDirs unmounts everything under the sandbox's directory, removes it,
-// and removes the host cgroup of a test-double sandbox.
-func cleanupDirs(r Record) error {
+// cleanupHost undoes what the sandbox made on the host once its VMM is gone:
+// it unmounts everything under the sandbox's directory, removes it, removes
+// the host cgroups, and takes the TAP device and redirection out of the
+// pod's network namespace.
+func cleanupHost(r Record) error {
 	var errs []error
+	if r.Net != nil {
+		if err := podnet.Detach(r.Net.NetNS, r.Net.PodLink); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if r.Dir != "" {
 		if err := mount.UnmountRecursive(r.Dir, 0); err != nil && !errors.Is(err, os.ErrNotExist) {
 			// A busy mount (a process still holding it) is detached.

@@ -6,9 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/boxlite/boxlite-shim/runtime/podnet"
+	"github.com/boxlite/boxlite-shim/test/netnstest"
 )
 
 func writeRecord(t *testing.T, bundle string, r Record) {
@@ -111,5 +115,30 @@ func TestCleanupFindsUnrecordedVMM(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("sandbox dir left: %v", err)
+	}
+}
+
+// What a crashed shim made in the pod's network namespace (the TAP, the
+// pod link's ingress redirection) goes with `shim delete`; a TAP recorded
+// before the pod link was known goes too.
+func TestCleanupDetachesPodNetwork(t *testing.T) {
+	for _, podLink := range []string{"eth0", ""} {
+		t.Run("pod link "+podLink, func(t *testing.T) {
+			ns := netnstest.New(t)
+			netnstest.Sh(t, ns, "ip link add eth0 type veth peer name peer0 && ip link set eth0 up && ip addr add 10.9.0.2/24 dev eth0 && ip route add default via 10.9.0.1")
+			att, err := podnet.Attach(ns)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bundle := t.TempDir()
+			writeRecord(t, bundle, Record{ID: "sb3", Dir: filepath.Join(t.TempDir(), "x"), Net: &podnet.Attachment{NetNS: ns, PodLink: podLink, Tap: att.Tap}})
+			if err := Cleanup(context.Background(), bundle); err != nil {
+				t.Fatal(err)
+			}
+			out := netnstest.Sh(t, ns, "ip -o link show; tc qdisc show dev eth0")
+			if strings.Contains(out, podnet.TapName) || podLink != "" && strings.Contains(out, "ingress") {
+				t.Errorf("left in the pod's network namespace:\n%s", out)
+			}
+		})
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,6 +32,7 @@ import (
 	"github.com/boxlite/boxlite-shim/kernel"
 	"github.com/boxlite/boxlite-shim/reaper"
 	"github.com/boxlite/boxlite-shim/runtime/agent"
+	"github.com/boxlite/boxlite-shim/runtime/podnet"
 	"github.com/boxlite/boxlite-shim/runtime/vmm"
 )
 
@@ -43,6 +45,8 @@ const (
 	guestAgentPath = "/.boxlite/boxlite-agent"
 	// guestContainers holds the containers' root filesystems in the guest.
 	guestContainers = "/.boxlite/containers"
+	// guestNetwork describes the pod network for the agent (-network).
+	guestNetwork = "/.boxlite/network.json"
 )
 
 // Options describe a sandbox to create.
@@ -271,11 +275,19 @@ func (s *Sandbox) UnmountRootfs(id string) error {
 	return nil
 }
 
-// Boot starts the VMM and connects to its agent.
+// Boot gives the VM its pod network, starts the VMM and connects to its
+// agent.
 func (s *Sandbox) Boot(ctx context.Context) error {
 	workload := []string{guestAgentPath, "-vsock-port", fmt.Sprint(AgentPort)}
 	if s.record.CgroupName != "" {
 		workload = append(workload, "-cgroup-root", "/sys/fs/cgroup/"+s.record.CgroupName)
+	}
+	nic, err := s.attachNetwork(ctx)
+	if err != nil {
+		return err
+	}
+	if nic != nil {
+		workload = append(workload, "-network", guestNetwork)
 	}
 	v, err := vmm.Start(ctx, vmm.Config{
 		ID:          s.ID,
@@ -287,6 +299,7 @@ func (s *Sandbox) Boot(ctx context.Context) error {
 		MemoryMiB:   s.res.MemoryMiB,
 		AgentPort:   AgentPort,
 		NetNS:       s.opts.NetNS,
+		Net:         nic,
 		Workload:    workload,
 		Env:         []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 	}, s.opts.Reaper)
@@ -322,6 +335,42 @@ func (s *Sandbox) Boot(ctx context.Context) error {
 			WithField("warnings", info.Warnings).Info("sandbox booted")
 	}
 	return nil
+}
+
+// attachNetwork prepares the pod's network namespace (if the sandbox has one
+// with an interface to give) for the VM's network device, and describes the
+// interface for the agent. The record names what it makes before it exists,
+// so that a shim killed meanwhile leaves nothing `shim delete` cannot find.
+func (s *Sandbox) attachNetwork(ctx context.Context) (*vmm.Net, error) {
+	if s.opts.NetNS == "" {
+		return nil, nil
+	}
+	s.record.Net = &podnet.Attachment{NetNS: s.opts.NetNS, Tap: podnet.TapName}
+	if err := s.writeRecord(); err != nil {
+		return nil, err
+	}
+	att, err := podnet.Attach(s.opts.NetNS)
+	if err != nil {
+		s.record.Net = nil
+		return nil, fmt.Errorf("sandbox %s: %w", s.ID, err)
+	}
+	s.record.Net = att
+	if err := s.writeRecord(); err != nil {
+		return nil, err
+	}
+	if att == nil {
+		log.G(ctx).WithField("sandbox", s.ID).WithField("netns", s.opts.NetNS).
+			Info("the network namespace has no interface to give the VM: the guest gets libkrun's TSI")
+		return nil, nil
+	}
+	if err := podnet.WriteFile(filepath.Join(s.root, guestNetwork), att.Guest); err != nil {
+		return nil, fmt.Errorf("sandbox %s: %w", s.ID, err)
+	}
+	mac, err := net.ParseMAC(att.Guest.MAC)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox %s: pod interface %s: %w", s.ID, att.PodLink, err)
+	}
+	return &vmm.Net{Tap: att.Tap, MAC: mac}, nil
 }
 
 // Resources is the VM's size.
@@ -393,7 +442,7 @@ func (s *Sandbox) Stop(ctx context.Context) error {
 		}
 		cancel()
 	}
-	if err := cleanupDirs(s.record); err != nil {
+	if err := cleanupHost(s.record); err != nil {
 		errs = append(errs, err)
 	}
 	if err := s.removeRecord(); err != nil {

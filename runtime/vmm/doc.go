@@ -22,6 +22,13 @@
 // the scoped reaper, which also reaps the orphans of its group (the shim is a
 // subreaper). Stop kills the whole group.
 //
+// # Network
+//
+// Config.NetNS is the namespace the VMM is born in (a pod's). Config.Net adds
+// the guest's virtio-net device on a TAP device of that namespace (made and
+// wired by package podnet); without it libkrun gives the guest TSI, whose
+// sockets are the VMM's.
+//
 // # Exit status
 //
 // The VMM's exit status never stands for a container's exit status. Before

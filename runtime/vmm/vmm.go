@@ -89,11 +89,22 @@ type Config struct {
 	// NetNS is the path of the network namespace the VMM runs in (a pod's,
 	// prepared by CNI); "" = the caller's.
 	NetNS string
+	// Net is the guest's virtio-net device (libkrun's TAP backend); nil =
+	// none, and libkrun's TSI gives the guest the VMM's network instead.
+	Net *Net
 	// ReadyTimeout bounds the wait for the agent socket; 0 means 10s.
 	ReadyTimeout time.Duration
 
 	// extraEnv is added to the VMM's environment (tests: KRUN_DOUBLE_*).
 	extraEnv []string
+}
+
+// Net is a virtio-net device backed by a TAP device of the VMM's network
+// namespace.
+type Net struct {
+	// Tap is the TAP device's name; MAC the guest interface's address.
+	Tap string
+	MAC net.HardwareAddr
 }
 
 // VMM is a running (or ended) VMM process.
@@ -314,6 +325,8 @@ func (c *Config) validate() error {
 		return bad("no agent vsock port")
 	case len(c.Workload) == 0 || c.Workload[0] == "":
 		return bad("no workload")
+	case c.Net != nil && (c.Net.Tap == "" || len(c.Net.Tap) >= unix.IFNAMSIZ || len(c.Net.MAC) != 6):
+		return bad("network device: TAP %q, MAC %q: want a TAP name and an Ethernet address", c.Net.Tap, c.Net.MAC)
 	}
 	if fi, err := os.Stat(c.RootDir); err != nil || !fi.IsDir() {
 		return bad("guest root %s is not a directory", c.RootDir)
@@ -374,6 +387,9 @@ func (v *VMM) args(stagedKernel string) (args []string, double bool) {
 	)
 	if c.Workdir != "" {
 		args = append(args, "-workdir", c.Workdir)
+	}
+	if c.Net != nil {
+		args = append(args, "-net-tap", c.Net.Tap, "-net-mac", c.Net.MAC.String())
 	}
 	for _, e := range c.Env {
 		args = append(args, "-env", e)

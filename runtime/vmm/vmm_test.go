@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/boxlite/boxlite-shim/kernel"
 	"github.com/boxlite/boxlite-shim/reaper"
+	"github.com/boxlite/boxlite-shim/test/netnstest"
 )
 
 // The double's call log shows exactly the configuration the VMM was given,
@@ -351,4 +353,60 @@ func TestIsTestDouble(t *testing.T) {
 			t.Errorf("IsTestDouble(%s) = %v", path, got)
 		}
 	}
+}
+
+// With a network device, the VMM runs in the given network namespace and
+// hands libkrun the TAP by name and the guest's MAC; the double's "guest" then
+// has an eth0 of its own with that MAC, in a namespace that is not the VMM's.
+// A failing krun_add_net_tap fails Start, naming it, and leaves nothing.
+func TestNetworkDevice(t *testing.T) {
+	mac, _ := net.ParseMAC("02:42:0a:57:4d:09")
+	setup := func(t *testing.T) *env {
+		e := newEnv(t)
+		pod := netnstest.New(t)
+		netnstest.Sh(t, pod, "ip tuntap add dev boxlite0 mode tap && ip link set boxlite0 up")
+		e.cfg.NetNS = pod
+		e.cfg.Net = &Net{Tap: "boxlite0", MAC: mac}
+		return e
+	}
+	t.Run("ok", func(t *testing.T) {
+		e := setup(t)
+		v := e.start(t)
+		a, _ := dialAgent(t, v.AgentSocket())
+		if got := a.ask(t, "links"); !strings.Contains(got, "eth0="+mac.String()) {
+			t.Errorf("the workload's interfaces are %q, want eth0=%s", got, mac)
+		}
+		calls := readCalls(t, filepath.Join(v.StateDir(), "krun-calls.jsonl"))
+		nt := find(t, calls, "krun_add_net_tap")
+		for k, want := range map[string]any{"tap_name": "boxlite0", "mac": mac.String(), "features": 0, "flags": 0, "ret": 0} {
+			if got := fmt.Sprint(nt[k]); got != fmt.Sprint(want) {
+				t.Errorf("krun_add_net_tap %s = %s, want %v", k, got, want)
+			}
+		}
+		if nd := find(t, calls, "net_device"); nd["guest_eth0"] != true {
+			t.Errorf("net_device %v", nd)
+		}
+		vmmNS, _ := os.Stat(fmt.Sprintf("/proc/%d/ns/net", v.Pid()))
+		podNS, _ := os.Stat(e.cfg.NetNS)
+		if vmmNS == nil || podNS == nil || !os.SameFile(vmmNS, podNS) {
+			t.Errorf("the VMM is not in the pod's network namespace %s", e.cfg.NetNS)
+		}
+	})
+	t.Run("call fails", func(t *testing.T) {
+		e := setup(t)
+		e.cfg.extraEnv = []string{"KRUN_DOUBLE_FAIL=krun_add_net_tap"}
+		_, err := Start(context.Background(), e.cfg, reaper.Default())
+		if err == nil || !strings.Contains(err.Error(), "krun_add_net_tap: Invalid argument") {
+			t.Fatalf("Start: %v", err)
+		}
+		e.assertClean(t)
+	})
+	t.Run("bad device", func(t *testing.T) {
+		e := newEnv(t)
+		e.cfg.Net = &Net{Tap: "boxlite0", MAC: net.HardwareAddr{1, 2, 3}}
+		if _, err := Start(context.Background(), e.cfg, reaper.Default()); !errdefs.IsInvalidArgument(err) {
+			t.Fatalf("Start with a 3-byte MAC: %v", err)
+		}
+		e.assertClean(t)
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/boxlite/boxlite-shim/runtime/podnet"
 	"github.com/boxlite/boxlite-shim/test/crid"
+	"github.com/boxlite/boxlite-shim/test/netnstest"
 )
 
 // sharedPID is a pod's security context with shareProcessNamespace: true
@@ -131,8 +134,35 @@ func TestPods(t *testing.T) {
 		if netns == "" || !sameFile(netns, fmt.Sprintf("/proc/%d/ns/net", rec.VMMPid)) || sameFile("/proc/self/ns/net", fmt.Sprintf("/proc/%d/ns/net", rec.VMMPid)) {
 			t.Errorf("VMM %d is not in the pod's network namespace %q", rec.VMMPid, netns)
 		}
+		// The guest has a network device of its own (libkrun's TAP backend)
+		// with the pod's MAC, IP and routes: the TAP in the pod's namespace
+		// mirrors the pod's interface, and the agent is not in the pod's
+		// namespace but in the guest's.
+		podMAC := strings.Fields(netnstest.Sh(t, netns, "ip -br link show eth0"))[2]
+		if c := calls(t, rec); fmt.Sprint(c["krun_add_net_tap"]["tap_name"]) != podnet.TapName || fmt.Sprint(c["krun_add_net_tap"]["mac"]) != podMAC ||
+			c["net_device"]["guest_eth0"] != true {
+			t.Errorf("VMM network device: %v, %v; want TAP %s with the pod's MAC %s", c["krun_add_net_tap"], c["net_device"], podnet.TapName, podMAC)
+		}
+		if f := netnstest.Sh(t, netns, "tc filter show dev eth0 ingress"); !strings.Contains(f, "Egress Redirect to device "+podnet.TapName) {
+			t.Errorf("pod eth0 is not mirrored to the TAP: %s", f)
+		}
+		if out := e.Must(t, "exec", c1, "ip", "-o", "addr", "show", "eth0"); !strings.Contains(out, " "+insp.Status.Network.IP+"/") || !strings.Contains(out, podMAC) && !strings.Contains(e.Must(t, "exec", c1, "ip", "-o", "link", "show", "eth0"), podMAC) {
+			t.Errorf("guest eth0 lacks the pod IP %s or MAC %s: %s", insp.Status.Network.IP, podMAC, out)
+		}
+		if out := e.Must(t, "exec", c1, "ip", "route"); !strings.Contains(out, "default via "+crid.PodGateway) {
+			t.Errorf("guest routes lack the pod's default route via %s: %s", crid.PodGateway, out)
+		}
+		if agentNS := fmt.Sprintf("/proc/%v/ns/net", calls(t, rec)["krun_start_enter"]["workload_pid"]); !fileExists(agentNS) || sameFile(netns, agentNS) {
+			t.Errorf("the agent shares the pod's network namespace: the guest has no network device of its own")
+		}
+		// In from the host, at the pod IP, through the TAP.
 		if body, err := httpGet("http://" + insp.Status.Network.IP + ":8080/"); err != nil || body != "hello-from-pod" {
 			t.Errorf("GET pod IP %s:8080 from the host: %v %q", insp.Status.Network.IP, err, body)
+		}
+		// Out from the guest to a server on the host's side of the bridge.
+		srv := hostServer(t, crid.PodGateway, "hello-from-node")
+		if out, err := e.Crictl(t, "exec", c1, "wget", "-q", "-O", "-", "http://"+srv+"/"); err != nil || out != "hello-from-node" {
+			t.Errorf("GET %s from the pod: %v %q", srv, err, out)
 		}
 
 		// Logs: CRI's kubelet-style log file, and crictl logs.
@@ -329,6 +359,25 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func withPIDMode(c map[string]any, mode int) map[string]any {
 	c["linux"] = map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"pid": mode}}}
 	return c
+}
+
+// hostServer serves body over HTTP at ip (on the host) until the test ends,
+// and returns its address.
+func hostServer(t *testing.T, ip, body string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, body) })}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 func sameFile(a, b string) bool {

@@ -32,6 +32,8 @@ const (
 	BridgeName = "bxcri0"
 	// PodSubnet is the private network's pod address range.
 	PodSubnet = "10.87.77.0/24"
+	// PodGateway is the bridge's address, the pods' default gateway.
+	PodGateway = "10.87.77.1"
 	// Namespace is the containerd namespace of CRI.
 	Namespace = "k8s.io"
 )
@@ -130,7 +132,7 @@ func New(t testing.TB, o Options) *Env {
   "name": "bxcri",
   "plugins": [
     {"type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": false,
-     "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "dataDir": %q}},
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": %q}},
     {"type": "loopback"}
   ]
 }

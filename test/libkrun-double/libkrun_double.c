@@ -16,6 +16,13 @@
  *    root reach the workload, as over virtio-fs), with the sockets as fds 3.. (LISTEN_FDS, BOXLITE_VSOCK_PORTS) and
  *    BOXLITE_TEST_DOUBLE=1, then waits and _exit()s with its status (code, or
  *    128+signal), as libkrun does when the guest ends. It is not a VM.
+ *  - krun_add_net_tap gives the "guest" a network device, as libkrun's TAP
+ *    backend gives a real guest its virtio-net eth0: krun_start_enter opens the
+ *    named TAP in the VMM's network namespace (the pod's), runs the workload
+ *    in a new network namespace too, where it makes a TAP "eth0" with the given
+ *    MAC, and a thread of the VMM copies frames between the two. Without it the
+ *    workload shares the VMM's network namespace, as TSI shares the VMM's
+ *    network with a real guest.
  *  - KRUN_DOUBLE_FAIL=name[,name...] makes the named calls fail with -EINVAL.
  *
  * Build: cc -shared -fPIC -Wl,-soname,libkrun.so.1 -o libkrun.so.1 libkrun_double.c -ldl
@@ -26,6 +33,10 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <link.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -34,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -54,6 +66,8 @@ struct ctx {
 	char **argv, **envp; /* NULL-terminated copies; envp NULL = inherit */
 	struct port ports[MAXPORTS];
 	int nports;
+	char *tap; /* krun_add_net_tap's device, NULL = TSI */
+	uint8_t mac[6];
 };
 static struct ctx *ctxs[MAXCTX];
 static void *krunfw;
@@ -211,6 +225,7 @@ int32_t krun_free_ctx(uint32_t id)
 		free(c->root); free(c->workdir); free(c->exec); free(c->console);
 		strv_free(c->argv); strv_free(c->envp);
 		for (int i = 0; i < c->nports; i++) free(c->ports[i].path);
+		free(c->tap);
 		free(c);
 		ctxs[id] = NULL;
 	}
@@ -269,6 +284,99 @@ int32_t krun_add_vsock_port2(uint32_t id, uint32_t port, const char *filepath, b
 	return jl_done(&j, ret);
 }
 
+int32_t krun_add_net_tap(uint32_t id, char *name, uint8_t *const mac, uint32_t features, uint32_t flags)
+{
+	struct jl j; jl_begin(&j, "krun_add_net_tap");
+	int32_t ret;
+	struct ctx *c = get(&j, id, "krun_add_net_tap", &ret);
+	char m[18] = "";
+	if (mac) snprintf(m, sizeof m, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+	jl_str(&j, "tap_name", name); jl_str(&j, "mac", mac ? m : NULL); jl_uint(&j, "features", features); jl_uint(&j, "flags", flags);
+	if (c && (!name || !*name || strlen(name) >= IFNAMSIZ || !mac)) ret = -EINVAL;
+	else if (c && c->tap) ret = -EEXIST; /* one device is all the double models */
+	else if (c) { c->tap = xstrdup(name); memcpy(c->mac, mac, 6); }
+	return jl_done(&j, ret);
+}
+
+/* ---- the network device ---- */
+
+static void die(const char *what, int code);
+
+/* Opens (attaches to, or creates) TAP name in the caller's network namespace. */
+static int tap_open(const char *name)
+{
+	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+	if (fd < 0) return -1;
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof ifr);
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+	strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+	if (ioctl(fd, TUNSETIFF, &ifr)) { int e = errno; close(fd); errno = e; return -1; }
+	return fd;
+}
+
+/* The guest's eth0, made by the workload in its new network namespace, and
+ * sent to the VMM over sock: only async-signal-safe calls. */
+static void guest_nic(struct ctx *c, int sock)
+{
+	int fd = tap_open("eth0");
+	if (fd < 0) die("create the guest's eth0 (TAP)", 125);
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof ifr);
+	strcpy(ifr.ifr_name, "eth0");
+	ifr.ifr_hwaddr.sa_family = 1; /* ARPHRD_ETHER */
+	memcpy(ifr.ifr_hwaddr.sa_data, c->mac, 6);
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0 || ioctl(s, SIOCSIFHWADDR, &ifr)) die("set eth0's MAC", 125);
+	close(s);
+	char b = 0;
+	struct iovec iov = { &b, 1 };
+	union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET; cm->cmsg_type = SCM_RIGHTS; cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+	if (sendmsg(sock, &msg, 0) != 1) die("send eth0 to the VMM", 125);
+	close(fd);
+	close(sock);
+}
+
+static int recv_fd(int sock)
+{
+	char b;
+	struct iovec iov = { &b, 1 };
+	union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+	ssize_t n;
+	while ((n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {}
+	struct cmsghdr *cm = n == 1 ? CMSG_FIRSTHDR(&msg) : NULL;
+	if (!cm || cm->cmsg_type != SCM_RIGHTS) return -1;
+	int fd;
+	memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+	return fd;
+}
+
+/* Frames go both ways between the pod's TAP and the guest's eth0, as the
+ * virtio-net device moves them between its queues and the TAP. */
+static void *pump(void *arg)
+{
+	int *fds = arg;
+	static char buf[2][65536];
+	struct pollfd p[2] = { { fds[0], POLLIN, 0 }, { fds[1], POLLIN, 0 } };
+	for (;;) {
+		if (poll(p, 2, -1) < 0) { if (errno == EINTR) continue; break; }
+		for (int i = 0; i < 2; i++) {
+			if (p[i].revents & (POLLERR | POLLHUP | POLLNVAL)) return NULL;
+			if (!(p[i].revents & POLLIN)) continue;
+			ssize_t n = read(fds[i], buf[i], sizeof buf[i]);
+			if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+			if (n <= 0) return NULL;
+			(void)!write(fds[1 - i], buf[i], (size_t)n); /* a dropped frame is what a NIC does */
+		}
+	}
+	return NULL;
+}
+
 /* ---- krun_start_enter ---- */
 
 /* Async-signal-safe failure report for the forked child. */
@@ -285,7 +393,7 @@ static void die(const char *what, int code)
 }
 
 /* The workload side of the clone: only async-signal-safe calls from here. */
-static void child(struct ctx *c, const int *fds, int n, int console, int gate, char *const argv[], char *const envp[])
+static void child(struct ctx *c, const int *fds, int n, int console, int gate, int nic, char *const argv[], char *const envp[])
 {
 	sigset_t none;
 	char b;
@@ -295,6 +403,7 @@ static void child(struct ctx *c, const int *fds, int n, int console, int gate, c
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	prctl(PR_SET_PDEATHSIG, SIGKILL); /* the guest dies with its VMM */
 	while (read(gate, &b, 1) < 0 && errno == EINTR) {} /* EOF: the parent has logged our pid */
+	if (nic >= 0) guest_nic(c, nic); /* before the root changes: /dev/net/tun is the host's */
 	/* A slave, not private: as with virtio-fs, what the host mounts under the
 	 * guest root later (a joining container's rootfs) shows up in the guest,
 	 * and nothing mounted here propagates back to the host. */
@@ -365,14 +474,21 @@ int32_t krun_start_enter(uint32_t id)
 	ev[k++] = nfds; ev[k++] = "LISTEN_PID=1"; ev[k++] = ports; ev[k++] = "BOXLITE_TEST_DOUBLE=1"; ev[k] = NULL;
 
 	pid_t pid = -1;
-	int gate[2] = { -1, -1 };
+	int gate[2] = { -1, -1 }, nic[2] = { -1, -1 }, podtap = -1;
 	if (!ret && pipe2(gate, O_CLOEXEC)) ret = -errno;
+	if (!ret && c->tap) {
+		if ((podtap = tap_open(c->tap)) < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, nic)) {
+			ret = -errno;
+			fprintf(stderr, "libkrun-double: TAP %s: %s\n", c->tap, strerror(errno));
+		}
+	}
 	if (!ret) {
 		sigset_t all, old;
 		sigfillset(&all);
 		pthread_sigmask(SIG_SETMASK, &all, &old); /* no Go signal handler may run in the child */
-		pid = (pid_t)syscall(SYS_clone, CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD, 0, 0, 0, 0);
-		if (pid == 0) { close(gate[1]); child(c, fds, n, console, gate[0], av, ev); }
+		int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | (c->tap ? CLONE_NEWNET : 0);
+		pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
+		if (pid == 0) { close(gate[1]); if (podtap >= 0) { close(podtap); close(nic[0]); } child(c, fds, n, console, gate[0], nic[1], av, ev); }
 		int e = errno;
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 		if (pid < 0) ret = -e;
@@ -380,9 +496,12 @@ int32_t krun_start_enter(uint32_t id)
 	for (int i = 0; i < n; i++) close(fds[i]); /* the workload holds them now */
 	if (console >= 0) close(console);
 	if (gate[0] >= 0) close(gate[0]);
+	if (nic[1] >= 0) close(nic[1]);
 	free(av); free(ev);
 	if (ret) {
 		if (gate[1] >= 0) close(gate[1]);
+		if (podtap >= 0) close(podtap);
+		if (nic[0] >= 0) close(nic[0]);
 		for (int i = 0; i < c->nports; i++) if (c->ports[i].listen) unlink(c->ports[i].path);
 		fprintf(stderr, "libkrun-double: krun_start_enter: %s\n", strerror(-ret));
 		return jl_done(&j, ret);
@@ -390,6 +509,19 @@ int32_t krun_start_enter(uint32_t id)
 	jl_int(&j, "workload_pid", pid);
 	jl_done(&j, 0);
 	close(gate[1]); /* let the workload go */
+	if (podtap >= 0) {
+		/* The guest's eth0 comes back from the workload (nothing if it died). */
+		static int pair[2];
+		pthread_t th;
+		pair[0] = podtap;
+		pair[1] = recv_fd(nic[0]);
+		close(nic[0]);
+		jl_begin(&j, "net_device");
+		jl_str(&j, "tap_name", c->tap); jl_bool(&j, "guest_eth0", pair[1] >= 0);
+		jl_write(&j);
+		if (pair[1] >= 0 && pthread_create(&th, NULL, pump, pair) != 0)
+			fprintf(stderr, "libkrun-double: network thread: %s\n", strerror(errno));
+	}
 
 	int st = 0;
 	pid_t w;

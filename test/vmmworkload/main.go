@@ -12,7 +12,8 @@
 //	ok pid=<pid> hostname=<h> cwd=<dir> double=<BOXLITE_TEST_DOUBLE> ports=<BOXLITE_VSOCK_PORTS>
 //
 // then it answers commands, one per line: "env K" prints "K=<value>";
-// "exit N" makes the workload exit with status N.
+// "links" prints its network interfaces as "name=mac ..." (sorted by
+// index); "exit N" makes the workload exit with status N.
 package main
 
 import (
@@ -79,6 +80,16 @@ func serve(c net.Conn) {
 		switch cmd {
 		case "env":
 			fmt.Fprintf(c, "%s=%s\n", arg, os.Getenv(arg))
+		case "links":
+			ifs, err := net.Interfaces()
+			var out []string
+			for _, i := range ifs {
+				out = append(out, i.Name+"="+i.HardwareAddr.String())
+			}
+			if err != nil {
+				out = append(out, "error="+err.Error())
+			}
+			fmt.Fprintln(c, strings.Join(out, " "))
 		case "exit":
 			n, _ := strconv.Atoi(arg)
 			fmt.Printf("vmmworkload: exit %d\n", n)
