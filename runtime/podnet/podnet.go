@@ -173,8 +173,10 @@ func describe(c *netlink.Conn) (*netlink.Link, Interface, error) {
 			continue
 		}
 		switch {
-		case r.Gw == nil && r.Dst != nil && (r.Dst.IP.IsLinkLocalUnicast() || containsNet(nets, r.Dst)):
-			// Made by the kernel with the address (or link-local).
+		case r.Gw == nil && r.Dst != nil && (r.Dst.IP.To4() == nil && r.Dst.IP.IsLinkLocalUnicast() || containsNet(nets, r.Dst)):
+			// Made by the guest's kernel too: the prefix route of an
+			// address, fe80::/64. (An IPv4 link-local route is kept:
+			// Calico's gateway is 169.254.1.1, on link.)
 		case r.Gw == nil && r.Dst != nil:
 			onLink = append(onLink, Route{Dst: r.Dst.String()})
 		case r.Gw != nil:

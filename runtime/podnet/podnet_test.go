@@ -2,6 +2,7 @@ package podnet
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -100,13 +101,18 @@ func TestAttachCases(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		setup string // in the namespace
-		want  string // "" = no attachment, no error
+		want  string // "" = no error
+		// routes, for an attachment: the guest's
+		routes []Route
 	}{
 		{name: "loopback only", setup: "ip link set lo up"},
 		{name: "no address", setup: "ip link add eth0 type veth peer name peer0 && ip link set eth0 up"},
 		{name: "one interface, no default route", setup: "ip link add eth0 type veth peer name peer0 && ip link set eth0 up && ip addr add 10.1.0.2/24 dev eth0"},
 		{name: "two interfaces, no default route", setup: "ip link add ethA type veth peer name ethB && ip addr add 10.1.0.2/24 dev ethA && ip addr add 10.2.0.2/24 dev ethB && ip link set ethA up && ip link set ethB up",
 			want: "cannot tell which is the pod's"},
+		{name: "calico style: /32 address, link-local gateway", setup: "ip link add eth0 type veth peer name peer0 && ip link set eth0 up && ip addr add 10.244.1.5/32 dev eth0" +
+			" && ip route add 169.254.1.1 dev eth0 scope link && ip route add default via 169.254.1.1 dev eth0",
+			routes: []Route{{Dst: "169.254.1.1/32"}, {Gw: "169.254.1.1"}}},
 		{name: "not Ethernet", setup: "ip tuntap add t0 mode tun && ip addr add 10.3.0.2/24 dev t0 && ip link set t0 up && ip route add default dev t0",
 			want: "no Ethernet address"},
 	} {
@@ -120,15 +126,29 @@ func TestAttachCases(t *testing.T) {
 			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 				t.Fatalf("Attach: %v, want %q", err, tc.want)
 			}
+			attaches := tc.routes != nil || tc.name == "one interface, no default route"
 			if att != nil {
 				t.Cleanup(func() { _ = Detach(ns, att.PodLink) })
-				if tc.name != "one interface, no default route" {
+				if !attaches {
 					t.Errorf("attachment %+v", att)
+				}
+				if fmt.Sprint(att.Guest.Routes) != fmt.Sprint(tc.routes) && tc.routes != nil {
+					t.Errorf("guest routes %+v, want %+v", att.Guest.Routes, tc.routes)
+				}
+				// The description applies in a guest.
+				guest := newNetNS(t)
+				sh(t, guest, "ip link add eth0 type veth peer name p0 && ip link set eth0 address "+att.Guest.MAC)
+				if err := netlink.InNetNS(guest, func() error { return Configure(att.Guest) }); err != nil {
+					t.Fatalf("Configure: %v", err)
+				}
+				if out := sh(t, guest, "ip -o addr show dev eth0; ip route"); !strings.Contains(out, att.Guest.Addrs[0]) ||
+					len(tc.routes) > 0 && !strings.Contains(out, "default via "+tc.routes[len(tc.routes)-1].Gw) {
+					t.Errorf("guest after Configure:\n%s", out)
 				}
 				return
 			}
-			if tc.name == "one interface, no default route" && err == nil {
-				t.Error("no attachment for the only interface with an address")
+			if attaches && err == nil {
+				t.Error("no attachment")
 			}
 			if out := sh(t, ns, "ip -o link show"); strings.Contains(out, TapName) {
 				t.Errorf("left behind: %s", out)
