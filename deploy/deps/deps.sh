@@ -341,6 +341,9 @@ verify_tools() {
 
 do_tools() {
 	command -v go >/dev/null || die "go is not on PATH"
+	# The pod-network tests drive namespaces and tc with the system's tools.
+	command -v ip >/dev/null && command -v tc >/dev/null || ensure_pkgs iproute2
+	command -v nsenter >/dev/null && command -v unshare >/dev/null || ensure_pkgs util-linux
 	rm -rf "$DEPS"/bin/.stage.* "$DEPS"/cni/bin/.stage.* # left by an interrupted run
 	local name pkg dir
 	while IFS=$'\t' read -r name pkg dir; do
