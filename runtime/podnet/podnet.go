@@ -199,7 +199,10 @@ func containsNet(nets []*net.IPNet, n *net.IPNet) bool {
 // qdisc of podLink ("" = not known: the TAP only). A namespace, TAP or qdisc
 // already gone is not an error; it is safe to run twice.
 func Detach(netns, podLink string) error {
-	if _, err := os.Stat(netns); errors.Is(err, os.ErrNotExist) {
+	// A namespace CRI has removed (or is removing: unmounted, the file
+	// still there) holds nothing of ours any more.
+	var st unix.Statfs_t
+	if err := unix.Statfs(netns, &st); errors.Is(err, unix.ENOENT) || err == nil && st.Type != unix.NSFS_MAGIC {
 		return nil
 	}
 	err := netlink.InNetNS(netns, func() error {

@@ -163,6 +163,13 @@ func TestAttachCases(t *testing.T) {
 		if err := Detach(missing, "eth0"); err != nil {
 			t.Errorf("Detach of a namespace already gone: %v", err)
 		}
+		// Unmounted by CRI, the file not yet removed.
+		if err := os.WriteFile(missing, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := Detach(missing, "eth0"); err != nil {
+			t.Errorf("Detach of an unmounted namespace file: %v", err)
+		}
 	})
 }
 
