@@ -206,27 +206,20 @@ func Detach(netns, podLink string) error {
 		return nil
 	}
 	err := netlink.InNetNS(netns, func() error {
-		c, err := netlink.Open()
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		links, err := c.Links()
-		if err != nil {
-			return err
-		}
-		var errs []error
-		for _, l := range links {
-			switch l.Name {
-			case TapName:
-				errs = append(errs, c.DeleteLink(l.Index))
-			case podLink:
-				if err := c.DeleteIngressQdisc(l.Index); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-					errs = append(errs, err)
+		return withLinks(func(c *netlink.Conn, links []netlink.Link) error {
+			var errs []error
+			for _, l := range links {
+				switch l.Name {
+				case TapName:
+					errs = append(errs, c.DeleteLink(l.Index))
+				case podLink:
+					if err := c.DeleteIngressQdisc(l.Index); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+						errs = append(errs, err)
+					}
 				}
 			}
-		}
-		return errors.Join(errs...)
+			return errors.Join(errs...)
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("pod network %s: detach: %w", netns, err)
@@ -238,6 +231,12 @@ func Detach(netns, podLink string) error {
 // MTU, addresses and routes, and brings it and loopback up. It works in the
 // calling thread's network namespace (the guest's) and is idempotent.
 func Configure(iface Interface) error {
+	return withLinks(func(c *netlink.Conn, links []netlink.Link) error { return configure(c, links, iface) })
+}
+
+// withLinks runs fn with an rtnetlink socket of the calling thread's network
+// namespace and the namespace's links.
+func withLinks(fn func(c *netlink.Conn, links []netlink.Link) error) error {
 	c, err := netlink.Open()
 	if err != nil {
 		return err
@@ -247,6 +246,10 @@ func Configure(iface Interface) error {
 	if err != nil {
 		return err
 	}
+	return fn(c, links)
+}
+
+func configure(c *netlink.Conn, links []netlink.Link, iface Interface) error {
 	mac, err := net.ParseMAC(iface.MAC)
 	if err != nil {
 		return fmt.Errorf("guest network: bad MAC %q: %w", iface.MAC, err)

@@ -221,18 +221,7 @@ func TestGuestReachesThePod(t *testing.T) {
 		t.Errorf("guest network:\n%s", out)
 	}
 	for _, addr := range []string{"10.99.0.2:8080", "[fd99::2]:8080"} {
-		var got []byte
-		err := netlink.InNetNS(node, func() error {
-			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-			got, err = io.ReadAll(c)
-			return err
-		})
-		if err != nil || string(got) != "hello from the guest" {
+		if got, err := fetch(node, addr); err != nil || got != "hello from the guest" {
 			t.Errorf("node -> %s: %v %q", addr, err, got)
 		}
 	}
@@ -250,9 +239,16 @@ func TestGuestReachesThePod(t *testing.T) {
 			c.Close()
 		}
 	}()
+	if got, err := fetch(guestNS, "10.97.0.1:9090"); err != nil || got != "hello from the node" {
+		t.Errorf("guest -> node 10.97.0.1:9090: %v %q", err, got)
+	}
+}
+
+// fetch connects to addr from netns and reads until the server closes.
+func fetch(netns, addr string) (string, error) {
 	var got []byte
-	err = netlink.InNetNS(guestNS, func() error {
-		c, err := net.DialTimeout("tcp", "10.97.0.1:9090", 5*time.Second)
+	err := netlink.InNetNS(netns, func() error {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 		if err != nil {
 			return err
 		}
@@ -261,9 +257,7 @@ func TestGuestReachesThePod(t *testing.T) {
 		got, err = io.ReadAll(c)
 		return err
 	})
-	if err != nil || string(got) != "hello from the node" {
-		t.Errorf("guest -> node 10.97.0.1:9090: %v %q", err, got)
-	}
+	return string(got), err
 }
 
 func TestConfigureWithoutTheInterface(t *testing.T) {
