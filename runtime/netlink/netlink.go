@@ -527,3 +527,18 @@ func InNetNS(path string, fn func() error) error {
 	}()
 	return <-errc
 }
+
+// InNewNetNS runs fn on a thread in a new, empty network namespace, which
+// goes away with the thread when fn returns: nothing made in it outlives fn.
+func InNewNetNS(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("new network namespace: %w", err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}

@@ -7,7 +7,7 @@ import (
 )
 
 // Check runs every node check in order: KVM, a vCPU, libkrun, each allowed
-// kernel, and a boot probe.
+// kernel, pod networking, and a boot probe.
 func Check(cfg *config.Config) []Result {
 	kvm := KVM()
 	results := []Result{kvm}
@@ -20,6 +20,7 @@ func Check(cfg *config.Config) []Result {
 	results = append(results, lib)
 	rows := Kernels(cfg)
 	results = append(results, kernelResults(rows)...)
+	results = append(results, PodNetwork())
 	return append(results, Boot(cfg, info, kvm.Status != Fail, rows))
 }
 

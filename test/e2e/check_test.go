@@ -64,9 +64,9 @@ func TestCheckCommand(t *testing.T) {
 					t.Errorf("%s line:\n%s\nwant it to match %s", name, line, re)
 				}
 			}
-			for _, v := range []string{"lean", "net"} {
-				if line := checkLine(string(out), "kernel "+v); !strings.HasPrefix(line, "[ok]") {
-					t.Errorf("kernel %s: %s", v, line)
+			for _, name := range []string{"kernel lean", "kernel net", "pod network"} {
+				if line := checkLine(string(out), name); !strings.HasPrefix(line, "[ok]") {
+					t.Errorf("%s: %s", name, line)
 				}
 			}
 			for _, p := range ctrd.OurProcesses() {
@@ -90,7 +90,7 @@ func checkLine(out, name string) string {
 			continue
 		}
 		got := f[1]
-		if f[1] == "kernel" && len(f) > 2 {
+		if (f[1] == "kernel" || f[1] == "pod") && len(f) > 2 {
 			got += " " + f[2]
 		}
 		if got != name {
