@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/boxlite/boxlite-shim/reaper"
 )
 
 // hostCgroupDirs are the host directories of the cgroup at cgroupsPath (the
@@ -60,7 +62,7 @@ func placeInHostCgroup(cgroupsPath string, pgid int) (created []string, err erro
 	if err != nil {
 		return nil, err
 	}
-	pids := groupPids(pgid)
+	pids := reaper.GroupMembers(pgid)
 	var errs []error
 	for _, d := range dirs {
 		var made []string
@@ -82,30 +84,4 @@ func placeInHostCgroup(cgroupsPath string, pgid int) (created []string, err erro
 		}
 	}
 	return created, errors.Join(errs...)
-}
-
-// groupPids lists the processes of process group pgid.
-func groupPids(pgid int) []int {
-	ents, _ := os.ReadDir("/proc")
-	var out []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) >= 3 && f[2] == strconv.Itoa(pgid) {
-			out = append(out, pid)
-		}
-	}
-	return out
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 	"golang.org/x/sys/unix"
 
+	"github.com/boxlite/boxlite-shim/reaper"
 	"github.com/boxlite/boxlite-shim/runtime/podnet"
 )
 
@@ -167,16 +168,8 @@ func isVMM(pid int) bool {
 // groupIsOurs reports whether some member of group pgid runs the VMM or the
 // agent (the leader may be gone while the workload lives on).
 func groupIsOurs(pgid int) bool {
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if g, err := unix.Getpgid(pid); err != nil || g != pgid {
-			continue
-		}
-		b, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+	for _, pid := range reaper.GroupMembers(pgid) {
+		b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "comm"))
 		if c := strings.TrimSpace(string(b)); c == "boxlite-vmm" || c == "boxlite-agent" {
 			return true
 		}

@@ -150,6 +150,20 @@ func (s *service) agentClient() (*agent.Client, error) {
 	return sb.Agent(), nil
 }
 
+// containerAgent is task id and the agent of its running sandbox, with
+// errors ready for the task API.
+func (s *service) containerAgent(id string) (*container, *agent.Client, error) {
+	c, err := s.container(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	ac, err := s.agentClient()
+	if err != nil {
+		return nil, nil, errgrpc.ToGRPC(err)
+	}
+	return c, ac, nil
+}
+
 func readSpec(bundle string) (*specs.Spec, error) {
 	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
 	if err != nil {
@@ -778,12 +792,9 @@ func (s *service) stopSandbox(ctx context.Context) error {
 }
 
 func (s *service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.PidsResponse, error) {
-	if _, err := s.container(r.ID); err != nil {
-		return nil, err
-	}
-	ac, err := s.agentClient()
+	_, ac, err := s.containerAgent(r.ID)
 	if err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	procs, err := ac.Pids(ctx, r.ID)
 	if err != nil {
@@ -815,13 +826,9 @@ func (s *service) Resume(ctx context.Context, r *taskAPI.ResumeRequest) (*emptyp
 // freeze pauses or resumes task id in the guest (call), then records its
 // new status and publishes the event.
 func (s *service) freeze(ctx context.Context, id, verb string, call func(*agent.Client, context.Context, string) error, status task.Status, event any) (*emptypb.Empty, error) {
-	c, err := s.container(id)
+	c, ac, err := s.containerAgent(id)
 	if err != nil {
 		return nil, err
-	}
-	ac, err := s.agentClient()
-	if err != nil {
-		return nil, errgrpc.ToGRPC(err)
 	}
 	if err := call(ac, ctx, id); err != nil {
 		return nil, errgrpc.ToGRPC(fmt.Errorf("%s task %s: %w", verb, id, err))
@@ -978,12 +985,9 @@ func (s *service) Wait(ctx context.Context, r *taskAPI.WaitRequest) (*taskAPI.Wa
 }
 
 func (s *service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (*taskAPI.StatsResponse, error) {
-	if _, err := s.container(r.ID); err != nil {
-		return nil, err
-	}
-	ac, err := s.agentClient()
+	_, ac, err := s.containerAgent(r.ID)
 	if err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	st, err := ac.Stats(ctx, r.ID)
 	if err != nil {

@@ -85,12 +85,7 @@ func TestCreateRefusedLeavesNothing(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	opts, err := typeurl.MarshalAnyToProto(&runtimeoptions.Options{ConfigBody: []byte("state_dir = \"" + state + "\"\ncache_dir = \"" + filepath.Join(dir, "cache") + "\"\n")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := namespaces.WithNamespace(context.Background(), "test")
-	_, err = s.Create(ctx, &taskAPI.CreateTaskRequest{ID: "t1", Bundle: bundle, Options: opts})
+	err := createT1(t, s, bundle, state, filepath.Join(dir, "cache"))
 	if code := status.Code(err); err == nil || code == codes.Unimplemented || !errdefs.IsInvalidArgument(errgrpc.ToNative(err)) {
 		t.Fatalf("Create with kernel=bogus: %v (code %v), want InvalidArgument", err, code)
 	}
@@ -101,7 +96,7 @@ func TestCreateRefusedLeavesNothing(t *testing.T) {
 	if ents, _ := os.ReadDir(state); len(ents) != 0 {
 		t.Errorf("state left: %v", ents)
 	}
-	if _, err := s.Shutdown(ctx, &taskAPI.ShutdownRequest{ID: "t1"}); err != nil {
+	if _, err := s.Shutdown(namespaces.WithNamespace(context.Background(), "test"), &taskAPI.ShutdownRequest{ID: "t1"}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -136,12 +131,7 @@ func TestCreateBadBundle(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			opts, err := typeurl.MarshalAnyToProto(&runtimeoptions.Options{ConfigBody: []byte("state_dir = \"" + state + "\"\ncache_dir = \"" + filepath.Join(dir, "cache") + "\"\n")})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx := namespaces.WithNamespace(context.Background(), "test")
-			_, err = s.Create(ctx, &taskAPI.CreateTaskRequest{ID: "t1", Bundle: bundle, Options: opts})
+			err := createT1(t, s, bundle, state, filepath.Join(dir, "cache"))
 			if err == nil || status.Code(err) == codes.Unimplemented || !strings.Contains(err.Error(), "config.json") {
 				t.Fatalf("Create: %v, want an error naming config.json", err)
 			}
@@ -150,4 +140,17 @@ func TestCreateBadBundle(t *testing.T) {
 			}
 		})
 	}
+}
+
+// createT1 asks s to create task "t1" from bundle, with a shim config (as
+// CRI's runtime options) that sets only the state and cache directories.
+func createT1(t *testing.T, s *service, bundle, state, cache string) error {
+	t.Helper()
+	opts, err := typeurl.MarshalAnyToProto(&runtimeoptions.Options{ConfigBody: []byte("state_dir = \"" + state + "\"\ncache_dir = \"" + cache + "\"\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := namespaces.WithNamespace(context.Background(), "test")
+	_, err = s.Create(ctx, &taskAPI.CreateTaskRequest{ID: "t1", Bundle: bundle, Options: opts})
+	return err
 }

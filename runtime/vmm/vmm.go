@@ -269,7 +269,7 @@ func (v *VMM) killGroup(ctx context.Context) error {
 	deadline := time.Now().Add(groupGrace)
 	for unix.Kill(-pgid, 0) == nil {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("process group %d still has members %v %s after SIGKILL: nobody reaps them (is the shim a subreaper?)", pgid, groupMembers(pgid), groupGrace)
+			return fmt.Errorf("process group %d still has members %v %s after SIGKILL: nobody reaps them (is the shim a subreaper?)", pgid, reaper.GroupMembers(pgid), groupGrace)
 		}
 		_ = unix.Kill(-pgid, unix.SIGKILL)
 		v.r.Reap()
@@ -280,26 +280,6 @@ func (v *VMM) killGroup(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// groupMembers lists the processes (zombies too) in process group pgid.
-func groupMembers(pgid int) []int {
-	ents, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if i := strings.LastIndexByte(string(b), ')'); err == nil && i >= 0 {
-			// After the comm: state ppid pgrp ...
-			if f := strings.Fields(string(b[i+1:])); len(f) > 2 && f[2] == strconv.Itoa(pgid) {
-				pids = append(pids, pid)
-			}
-		}
-	}
-	return pids
 }
 
 func (c *Config) validate() error {

@@ -34,11 +34,13 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -611,35 +613,50 @@ func order(i int) []string {
 	return []string{runc, boxlite}
 }
 
-// coldStart times `ctr run --rm IMG ID /bin/true`: image already unpacked,
-// container, snapshot, shim (and for boxlite, VMM and agent) all new.
-func (b *bench) coldStart(ctx context.Context) {
-	b.logf("cold start: %d runs each (+1 warm-up)", b.o.reps)
+// repeat times run once per runtime of runtimes and repetition, alternating
+// which runtime goes first, after one unrecorded warm-up (whose errors are
+// reported when warmUpErrors), and returns the samples (ms) and the attempts
+// of each runtime. A failed run is reported and has no sample.
+func (b *bench) repeat(ctx context.Context, what string, runtimes []string, warmUpErrors bool, run func(i int, rt string) (time.Duration, error)) (map[string][]float64, map[string]int) {
 	samples := map[string][]float64{}
 	attempts := map[string]int{}
 	for i := -1; i < b.o.reps && ctx.Err() == nil; i++ {
 		for _, rt := range order(i) {
-			id := b.newID(rt, "cold")
-			b.live[id] = true
-			d, err := b.timedCtr(ctx, b.runArgs(rt, "--rm", b.img, id, "/bin/true")...)
+			if !slices.Contains(runtimes, rt) {
+				continue
+			}
+			d, err := run(i, rt)
 			if i < 0 {
-				if err != nil {
-					b.errorf("cold start warm-up (%s): %v", rt, err)
+				if err != nil && warmUpErrors {
+					b.errorf("%s warm-up (%s): %v", what, rt, err)
 				}
-			} else {
-				attempts[rt]++
-				if err != nil {
-					b.errorf("cold start (%s): %v", rt, err)
-				} else {
-					samples[rt] = append(samples[rt], ms([]time.Duration{d})[0])
-				}
+				continue
 			}
+			attempts[rt]++
 			if err != nil {
-				_ = b.remove(id)
+				b.errorf("%s (%s): %v", what, rt, err)
+				continue
 			}
-			delete(b.live, id)
+			samples[rt] = append(samples[rt], ms([]time.Duration{d})[0])
 		}
 	}
+	return samples, attempts
+}
+
+// coldStart times `ctr run --rm IMG ID /bin/true`: image already unpacked,
+// container, snapshot, shim (and for boxlite, VMM and agent) all new.
+func (b *bench) coldStart(ctx context.Context) {
+	b.logf("cold start: %d runs each (+1 warm-up)", b.o.reps)
+	samples, attempts := b.repeat(ctx, "cold start", []string{boxlite, runc}, true, func(_ int, rt string) (time.Duration, error) {
+		id := b.newID(rt, "cold")
+		b.live[id] = true
+		d, err := b.timedCtr(ctx, b.runArgs(rt, "--rm", b.img, id, "/bin/true")...)
+		if err != nil {
+			_ = b.remove(id)
+		}
+		delete(b.live, id)
+		return d, err
+	})
 	b.pair("cold start: ctr run --rm /bin/true", "ms", samples, attempts, "boxlite ≤ 1.5× runc", 1.5)
 }
 
@@ -648,8 +665,6 @@ func (b *bench) coldStart(ctx context.Context) {
 func (b *bench) execLatency(ctx context.Context) {
 	b.logf("exec latency: %d execs each (+1 warm-up)", b.o.reps)
 	ids := map[string]string{}
-	samples := map[string][]float64{}
-	attempts := map[string]int{}
 	for _, rt := range []string{boxlite, runc} {
 		id := b.newID(rt, "exec")
 		if err := b.start(ctx, rt, id); err != nil {
@@ -658,29 +673,10 @@ func (b *bench) execLatency(ctx context.Context) {
 		}
 		ids[rt] = id
 	}
-	for i := -1; i < b.o.reps && ctx.Err() == nil; i++ {
-		for _, rt := range order(i) {
-			id, ok := ids[rt]
-			if !ok {
-				continue
-			}
-			d, err := b.timedCtr(ctx, "task", "exec", "--exec-id", fmt.Sprintf("e%d", i+1), id, "/bin/true")
-			if i < 0 {
-				continue
-			}
-			attempts[rt]++
-			if err != nil {
-				b.errorf("exec (%s): %v", rt, err)
-				continue
-			}
-			samples[rt] = append(samples[rt], ms([]time.Duration{d})[0])
-		}
-	}
-	var started []string
-	for _, id := range ids {
-		started = append(started, id)
-	}
-	b.removeAll(started)
+	samples, attempts := b.repeat(ctx, "exec", slices.Collect(maps.Keys(ids)), false, func(i int, rt string) (time.Duration, error) {
+		return b.timedCtr(ctx, "task", "exec", "--exec-id", fmt.Sprintf("e%d", i+1), ids[rt], "/bin/true")
+	})
+	b.removeAll(slices.Collect(maps.Values(ids)))
 	b.pair("exec latency: ctr task exec /bin/true", "ms", samples, attempts, "", 0)
 }
 
@@ -696,25 +692,9 @@ var criHandlers = map[string]string{boxlite: "boxlite", runc: "runc"}
 func (b *bench) criFirstLog(ctx context.Context) {
 	const figure = "CRI pod start to first log line"
 	b.logf("CRI first log line: %d pods each (+1 warm-up)", b.o.reps)
-	samples := map[string][]float64{}
-	attempts := map[string]int{}
-	for i := -1; i < b.o.reps && ctx.Err() == nil; i++ {
-		for _, rt := range order(i) {
-			d, err := b.criRun(ctx, rt)
-			if i < 0 {
-				if err != nil {
-					b.errorf("CRI first log line warm-up (%s): %v", rt, err)
-				}
-				continue
-			}
-			attempts[rt]++
-			if err != nil {
-				b.errorf("CRI first log line (%s): %v", rt, err)
-				continue
-			}
-			samples[rt] = append(samples[rt], ms([]time.Duration{d})[0])
-		}
-	}
+	samples, attempts := b.repeat(ctx, "CRI first log line", []string{boxlite, runc}, true, func(_ int, rt string) (time.Duration, error) {
+		return b.criRun(ctx, rt)
+	})
 	// Whatever an error or an interrupt left in CRI goes now.
 	b.cri.AssertClean(b.h)
 	b.pair(figure, "ms", samples, attempts, "", 0)
