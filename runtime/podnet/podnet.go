@@ -10,6 +10,9 @@
 // It never touches the host's own network namespace, and owns nothing but the
 // TAP device and the two ingress qdiscs it adds; Detach removes them. DNS is
 // not its business: CRI bind-mounts the pod's resolv.conf into containers.
+// It speaks rtnetlink through github.com/vishvananda/netlink, in the calling
+// thread's network namespace: on the host, the pod's, which package netns
+// enters.
 package podnet
 
 import (
@@ -22,9 +25,10 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/boxlite/boxlite-shim/runtime/netlink"
+	"github.com/boxlite/boxlite-shim/runtime/netns"
 )
 
 // TapName is the TAP device Attach makes in the pod's network namespace.
@@ -59,78 +63,157 @@ type Attachment struct {
 	Guest Interface `json:"guest"`
 }
 
-// Attach prepares the pod's network namespace at netns for a VM: see the
+// Attach prepares the pod's network namespace at path ns for a VM: see the
 // package documentation. It returns nil and no error when the namespace has
 // no interface to give (only loopback). On error nothing it made is left.
-func Attach(netns string) (*Attachment, error) {
+func Attach(ns string) (*Attachment, error) {
 	var att *Attachment
-	err := netlink.InNetNS(netns, func() error {
-		c, err := netlink.Open()
+	err := netns.In(ns, func() error {
+		links, err := list("links", netlink.LinkList)
 		if err != nil {
 			return err
 		}
-		defer c.Close()
-		link, guest, err := describe(c)
+		link, guest, err := describe(links)
 		if err != nil || link == nil {
 			return err
 		}
-		if _, err := c.LinkByName(TapName); err == nil {
+		if slices.ContainsFunc(links, func(l netlink.Link) bool { return l.Attrs().Name == TapName }) {
 			return fmt.Errorf("%s already exists in the pod's network namespace: another VM uses it: %w", TapName, errdefs.ErrAlreadyExists)
 		}
-		tap, err := c.CreateTap(TapName)
+		tap, err := AddTap(TapName)
 		if err != nil {
 			return err
 		}
-		if err := redirect(c, *link, tap); err != nil {
-			_ = c.DeleteLink(tap.Index)
-			_ = c.DeleteIngressQdisc(link.Index)
+		if err := redirect(link.Attrs(), tap); err != nil {
+			_ = netlink.LinkDel(byIndex(tap))
+			_ = netlink.QdiscDel(ingress(link.Attrs().Index))
 			return err
 		}
-		att = &Attachment{NetNS: netns, PodLink: link.Name, Tap: TapName, Guest: guest}
+		att = &Attachment{NetNS: ns, PodLink: link.Attrs().Name, Tap: TapName, Guest: guest}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("pod network %s: %w", netns, err)
+		return nil, fmt.Errorf("pod network %s: %w", ns, err)
 	}
 	return att, nil
 }
 
 // redirect brings the TAP up with the pod link's MTU and mirrors all
 // traffic between them.
-func redirect(c *netlink.Conn, link, tap netlink.Link) error {
-	if err := c.SetLink(tap.Index, link.MTU, nil); err != nil {
+func redirect(link *netlink.LinkAttrs, tap int) error {
+	if err := setUp(byIndex(tap), link.MTU); err != nil {
 		return err
 	}
-	for _, p := range [][2]int{{link.Index, tap.Index}, {tap.Index, link.Index}} {
-		if err := c.AddIngressQdisc(p[0]); err != nil {
-			return err
+	if err := Redirect(link.Index, tap); err != nil {
+		return err
+	}
+	return Redirect(tap, link.Index)
+}
+
+// AddTap makes a persistent TAP device (no packet information header;
+// owner and group root, as the library sets them) with the given name in
+// the calling thread's network namespace, and returns its index.
+func AddTap(name string) (int, error) {
+	tap := &netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: name}, Mode: netlink.TUNTAP_MODE_TAP, Flags: netlink.TUNTAP_NO_PI}
+	if err := netlink.LinkAdd(tap); err != nil {
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV) {
+			return 0, fmt.Errorf("TAP %s: /dev/net/tun: %w (is the tun module loaded?)", name, err)
 		}
-		if err := c.RedirectIngress(p[0], p[1]); err != nil {
-			return err
-		}
+		return 0, fmt.Errorf("TAP %s: %w", name, err)
+	}
+	if tap.Index == 0 {
+		return 0, fmt.Errorf("TAP %s: made, but not listed", name)
+	}
+	return tap.Index, nil
+}
+
+// Redirect adds the ingress qdisc (ffff:) to link from and, on it, a filter
+// that matches every frame and redirects it to the egress of link to (tc's
+// "u32 match u8 0 0 action mirred egress redirect dev TO"), in the calling
+// thread's network namespace.
+func Redirect(from, to int) error {
+	if err := netlink.QdiscAdd(ingress(from)); err != nil {
+		return fmt.Errorf("add ingress qdisc to link %d: %w", from, err)
+	}
+	filter := &netlink.U32{
+		FilterAttrs: netlink.FilterAttrs{
+			LinkIndex: from,
+			Parent:    netlink.MakeHandle(0xffff, 0),
+			Priority:  1,
+			Protocol:  unix.ETH_P_ALL,
+		},
+		// No selector: the library's default matches all.
+		Actions: []netlink.Action{netlink.NewMirredAction(to)},
+	}
+	if err := netlink.FilterAdd(filter); err != nil {
+		return fmt.Errorf("redirect ingress of link %d to link %d: %w", from, to, err)
 	}
 	return nil
 }
 
-// describe picks the pod's interface (the one of the default route, else the
-// only one with a global address) and describes it; nil when there is none.
-func describe(c *netlink.Conn) (*netlink.Link, Interface, error) {
-	links, err := c.Links()
+// ingress is a link's ingress qdisc.
+func ingress(index int) *netlink.Ingress {
+	return &netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{
+		LinkIndex: index,
+		Handle:    netlink.MakeHandle(0xffff, 0),
+		Parent:    netlink.HANDLE_INGRESS,
+	}}
+}
+
+// byIndex is the link with that index, for requests that need nothing else.
+func byIndex(index int) netlink.Link {
+	return &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index}}
+}
+
+// setUp sets a link's MTU (0 = unchanged) and brings it up.
+func setUp(link netlink.Link, mtu int) error {
+	a := link.Attrs()
+	if mtu > 0 {
+		if err := netlink.LinkSetMTU(link, mtu); err != nil {
+			return fmt.Errorf("set link %d %q MTU %d: %w", a.Index, a.Name, mtu, err)
+		}
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("set link %d %q up: %w", a.Index, a.Name, err)
+	}
+	return nil
+}
+
+// list runs a netlink dump of the calling thread's network namespace,
+// again while the kernel says it was interrupted (the namespace changed
+// while it was read: the answer may be inconsistent), a few times.
+func list[T any](what string, dump func() ([]T, error)) ([]T, error) {
+	var err error
+	for range 5 {
+		var out []T
+		if out, err = dump(); err == nil {
+			return out, nil
+		}
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	return nil, fmt.Errorf("list %s: %w", what, err)
+}
+
+// describe picks the pod's interface among links (the one of the default
+// route, else the only one with a global address) and describes it; nil
+// when there is none.
+func describe(links []netlink.Link) (netlink.Link, Interface, error) {
+	addrs, err := list("addresses", func() ([]netlink.Addr, error) { return netlink.AddrList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, Interface{}, err
 	}
-	addrs, err := c.Addrs()
+	routes, err := list("routes", func() ([]netlink.Route, error) { return netlink.RouteList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, Interface{}, err
 	}
-	routes, err := c.Routes()
-	if err != nil {
-		return nil, Interface{}, err
-	}
+	// The main table's (RouteList lists no other) unicast routes.
+	routes = slices.DeleteFunc(routes, func(r netlink.Route) bool { return r.Type != unix.RTN_UNICAST })
 	index := 0
-	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
+	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
 		for _, r := range routes {
-			if index == 0 && r.Family == fam && r.Dst == nil && r.Gw != nil {
+			if index == 0 && r.Family == fam && dst(r) == nil && r.Gw != nil {
 				index = r.LinkIndex
 			}
 		}
@@ -138,7 +221,7 @@ func describe(c *netlink.Conn) (*netlink.Link, Interface, error) {
 	if index == 0 {
 		var with []int
 		for _, a := range addrs {
-			if a.Global && !a.IPNet.IP.IsLoopback() && !slices.Contains(with, a.LinkIndex) {
+			if global(a) && !a.IP.IsLoopback() && !slices.Contains(with, a.LinkIndex) {
 				with = append(with, a.LinkIndex)
 			}
 		}
@@ -151,20 +234,21 @@ func describe(c *netlink.Conn) (*netlink.Link, Interface, error) {
 			return nil, Interface{}, fmt.Errorf("%d interfaces have addresses and none has a default route: cannot tell which is the pod's: %w", len(with), errdefs.ErrFailedPrecondition)
 		}
 	}
-	i := slices.IndexFunc(links, func(l netlink.Link) bool { return l.Index == index })
+	i := slices.IndexFunc(links, func(l netlink.Link) bool { return l.Attrs().Index == index })
 	if i < 0 {
 		return nil, Interface{}, fmt.Errorf("the default route's interface %d is not listed", index)
 	}
 	link := links[i]
-	if len(link.MAC) != 6 {
-		return nil, Interface{}, fmt.Errorf("pod interface %s has no Ethernet address (%q): a VM can only be given an Ethernet interface: %w", link.Name, link.MAC, errdefs.ErrFailedPrecondition)
+	la := link.Attrs()
+	if len(la.HardwareAddr) != 6 {
+		return nil, Interface{}, fmt.Errorf("pod interface %s has no Ethernet address (%q): a VM can only be given an Ethernet interface: %w", la.Name, la.HardwareAddr, errdefs.ErrFailedPrecondition)
 	}
-	guest := Interface{MAC: link.MAC.String(), MTU: link.MTU}
+	guest := Interface{MAC: la.HardwareAddr.String(), MTU: la.MTU}
 	var nets []*net.IPNet
 	for _, a := range addrs {
-		if a.LinkIndex == index && a.Global {
+		if a.LinkIndex == index && global(a) {
 			guest.Addrs = append(guest.Addrs, a.IPNet.String())
-			nets = append(nets, &net.IPNet{IP: a.IPNet.IP.Mask(a.IPNet.Mask), Mask: a.IPNet.Mask})
+			nets = append(nets, &net.IPNet{IP: a.IP.Mask(a.Mask), Mask: a.Mask})
 		}
 	}
 	var onLink, viaGw []Route
@@ -172,57 +256,78 @@ func describe(c *netlink.Conn) (*netlink.Link, Interface, error) {
 		if r.LinkIndex != index {
 			continue
 		}
+		d := dst(r)
 		switch {
-		case r.Gw == nil && r.Dst != nil && (r.Dst.IP.To4() == nil && r.Dst.IP.IsLinkLocalUnicast() || containsNet(nets, r.Dst)):
+		case r.Gw == nil && d != nil && (d.IP.To4() == nil && d.IP.IsLinkLocalUnicast() || containsNet(nets, d)):
 			// Made by the guest's kernel too: the prefix route of an
 			// address, fe80::/64. (An IPv4 link-local route is kept:
 			// Calico's gateway is 169.254.1.1, on link.)
-		case r.Gw == nil && r.Dst != nil:
-			onLink = append(onLink, Route{Dst: r.Dst.String()})
+		case r.Gw == nil && d != nil:
+			onLink = append(onLink, Route{Dst: d.String()})
 		case r.Gw != nil:
 			rt := Route{Gw: r.Gw.String()}
-			if r.Dst != nil {
-				rt.Dst = r.Dst.String()
+			if d != nil {
+				rt.Dst = d.String()
 			}
 			viaGw = append(viaGw, rt)
 		}
 	}
 	guest.Routes = append(onLink, viaGw...)
-	return &link, guest, nil
+	return link, guest, nil
 }
+
+// dst is a route's destination, nil for a default route (which the library
+// lists as 0.0.0.0/0 or ::/0).
+func dst(r netlink.Route) *net.IPNet {
+	if r.Dst == nil {
+		return nil
+	}
+	if ones, _ := r.Dst.Mask.Size(); ones == 0 {
+		return nil
+	}
+	return r.Dst
+}
+
+// global is false for link- and host-scope addresses (fe80::/10, lo's).
+func global(a netlink.Addr) bool { return a.Scope == unix.RT_SCOPE_UNIVERSE }
 
 func containsNet(nets []*net.IPNet, n *net.IPNet) bool {
 	return slices.ContainsFunc(nets, func(m *net.IPNet) bool { return m.String() == n.String() })
 }
 
-// Detach removes what Attach made in netns: the TAP device and the ingress
-// qdisc of podLink ("" = not known: the TAP only). A namespace, TAP or qdisc
-// already gone is not an error; it is safe to run twice.
-func Detach(netns, podLink string) error {
+// Detach removes what Attach made in the network namespace at path ns: the
+// TAP device and the ingress qdisc of podLink ("" = not known: the TAP
+// only). A namespace, TAP or qdisc already gone is not an error; it is safe
+// to run twice.
+func Detach(ns, podLink string) error {
 	// A namespace CRI has removed (or is removing: unmounted, the file
 	// still there) holds nothing of ours any more.
 	var st unix.Statfs_t
-	if err := unix.Statfs(netns, &st); errors.Is(err, unix.ENOENT) || err == nil && st.Type != unix.NSFS_MAGIC {
+	if err := unix.Statfs(ns, &st); errors.Is(err, unix.ENOENT) || err == nil && st.Type != unix.NSFS_MAGIC {
 		return nil
 	}
-	err := netlink.InNetNS(netns, func() error {
-		return withLinks(func(c *netlink.Conn, links []netlink.Link) error {
-			var errs []error
-			for _, l := range links {
-				switch l.Name {
-				case TapName:
-					errs = append(errs, c.DeleteLink(l.Index))
-				case podLink:
-					if err := c.DeleteIngressQdisc(l.Index); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-						errs = append(errs, err)
-					}
+	err := netns.In(ns, func() error {
+		links, err := list("links", netlink.LinkList)
+		if err != nil {
+			return err
+		}
+		var errs []error
+		for _, l := range links {
+			switch a := l.Attrs(); a.Name {
+			case TapName:
+				if err := netlink.LinkDel(l); err != nil {
+					errs = append(errs, fmt.Errorf("delete link %d %q: %w", a.Index, a.Name, err))
+				}
+			case podLink:
+				if err := netlink.QdiscDel(ingress(a.Index)); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+					errs = append(errs, fmt.Errorf("delete ingress qdisc of link %d %q: %w", a.Index, a.Name, err))
 				}
 			}
-			return errors.Join(errs...)
-		})
+		}
+		return errors.Join(errs...)
 	})
 	if err != nil {
-		return fmt.Errorf("pod network %s: detach: %w", netns, err)
+		return fmt.Errorf("pod network %s: detach: %w", ns, err)
 	}
 	return nil
 }
@@ -231,46 +336,32 @@ func Detach(netns, podLink string) error {
 // MTU, addresses and routes, and brings it and loopback up. It works in the
 // calling thread's network namespace (the guest's) and is idempotent.
 func Configure(iface Interface) error {
-	return withLinks(func(c *netlink.Conn, links []netlink.Link) error { return configure(c, links, iface) })
-}
-
-// withLinks runs fn with an rtnetlink socket of the calling thread's network
-// namespace and the namespace's links.
-func withLinks(fn func(c *netlink.Conn, links []netlink.Link) error) error {
-	c, err := netlink.Open()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	links, err := c.Links()
-	if err != nil {
-		return err
-	}
-	return fn(c, links)
-}
-
-func configure(c *netlink.Conn, links []netlink.Link, iface Interface) error {
 	mac, err := net.ParseMAC(iface.MAC)
 	if err != nil {
 		return fmt.Errorf("guest network: bad MAC %q: %w", iface.MAC, err)
 	}
-	var link *netlink.Link
+	links, err := list("links", netlink.LinkList)
+	if err != nil {
+		return fmt.Errorf("guest network: %w", err)
+	}
+	var link netlink.Link
 	var names []string
-	for i := range links {
-		names = append(names, links[i].Name+" "+links[i].MAC.String())
-		if links[i].Name == "lo" {
-			if err := c.SetLink(links[i].Index, 0, nil); err != nil {
-				return err
+	for _, l := range links {
+		a := l.Attrs()
+		names = append(names, a.Name+" "+a.HardwareAddr.String())
+		if a.Name == "lo" {
+			if err := setUp(l, 0); err != nil {
+				return fmt.Errorf("guest network: %w", err)
 			}
 		}
-		if links[i].MAC.String() == mac.String() {
-			link = &links[i]
+		if a.HardwareAddr.String() == mac.String() {
+			link = l
 		}
 	}
 	if link == nil {
 		return fmt.Errorf("guest network: no interface has MAC %s (the VM's virtio-net device); interfaces: %s", mac, strings.Join(names, ", "))
 	}
-	if err := c.SetLink(link.Index, iface.MTU, nil); err != nil {
+	if err := setUp(link, iface.MTU); err != nil {
 		return fmt.Errorf("guest network: %w", err)
 	}
 	for _, a := range iface.Addrs {
@@ -279,28 +370,60 @@ func configure(c *netlink.Conn, links []netlink.Link, iface Interface) error {
 			return fmt.Errorf("guest network: address %q: %w", a, err)
 		}
 		n.IP = ip
-		if err := c.AddAddr(link.Index, *n); err != nil && !errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("guest network: %w", err)
+		// No duplicate address detection: the address is the pod's,
+		// already checked by CNI, and a tentative IPv6 address would not
+		// be usable yet.
+		if err := netlink.AddrAdd(link, &netlink.Addr{IPNet: n, Flags: unix.IFA_F_NODAD}); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("guest network: add address %s to %s: %w", a, link.Attrs().Name, err)
 		}
 	}
 	for _, r := range iface.Routes {
-		var dst *net.IPNet
-		if r.Dst != "" {
-			if _, dst, err = net.ParseCIDR(r.Dst); err != nil {
-				return fmt.Errorf("guest network: route to %q: %w", r.Dst, err)
-			}
-		}
-		var gw net.IP
-		if r.Gw != "" {
-			if gw = net.ParseIP(r.Gw); gw == nil {
-				return fmt.Errorf("guest network: gateway %q is not an IP address", r.Gw)
-			}
-		}
-		if err := c.AddRoute(link.Index, dst, gw); err != nil && !errors.Is(err, unix.EEXIST) {
+		rt, err := route(link.Attrs().Index, r)
+		if err != nil {
 			return fmt.Errorf("guest network: %w", err)
+		}
+		if err := netlink.RouteAdd(rt); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("guest network: add route %s dev %s: %w", describeRoute(r), link.Attrs().Name, err)
 		}
 	}
 	return nil
+}
+
+// route is r through link index, in the main table: via r.Gw, or on the
+// link when there is no gateway.
+func route(index int, r Route) (*netlink.Route, error) {
+	rt := &netlink.Route{LinkIndex: index, Scope: netlink.SCOPE_LINK}
+	if r.Dst != "" {
+		_, d, err := net.ParseCIDR(r.Dst)
+		if err != nil {
+			return nil, fmt.Errorf("route to %q: %w", r.Dst, err)
+		}
+		rt.Dst = d
+	}
+	if r.Gw != "" {
+		if rt.Gw = net.ParseIP(r.Gw); rt.Gw == nil {
+			return nil, fmt.Errorf("gateway %q is not an IP address", r.Gw)
+		}
+		if rt.Dst != nil && (rt.Dst.IP.To4() == nil) != (rt.Gw.To4() == nil) {
+			return nil, fmt.Errorf("route to %s via %s: families differ", r.Dst, r.Gw)
+		}
+		rt.Scope = netlink.SCOPE_UNIVERSE
+	}
+	if rt.Dst == nil && rt.Gw == nil {
+		return nil, errors.New("a route needs a destination or a gateway")
+	}
+	return rt, nil
+}
+
+func describeRoute(r Route) string {
+	s := r.Dst
+	if s == "" {
+		s = "default"
+	}
+	if r.Gw != "" {
+		s += " via " + r.Gw
+	}
+	return s
 }
 
 // WriteFile writes iface to path as JSON (for the agent's -network flag).

@@ -12,9 +12,10 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/boxlite/boxlite-shim/runtime/netlink"
+	"github.com/boxlite/boxlite-shim/runtime/netns"
 	"github.com/boxlite/boxlite-shim/test/netnstest"
 )
 
@@ -138,7 +139,7 @@ func TestAttachCases(t *testing.T) {
 				// The description applies in a guest.
 				guest := newNetNS(t)
 				sh(t, guest, "ip link add eth0 type veth peer name p0 && ip link set eth0 address "+att.Guest.MAC)
-				if err := netlink.InNetNS(guest, func() error { return Configure(att.Guest) }); err != nil {
+				if err := netns.In(guest, func() error { return Configure(att.Guest) }); err != nil {
 					t.Fatalf("Configure: %v", err)
 				}
 				if out := sh(t, guest, "ip -o addr show dev eth0; ip route"); !strings.Contains(out, att.Guest.Addrs[0]) ||
@@ -193,7 +194,7 @@ func TestGuestReachesThePod(t *testing.T) {
 	go pump(guestTap, podTap)
 
 	var ln net.Listener
-	if err := netlink.InNetNS(guestNS, func() error {
+	if err := netns.In(guestNS, func() error {
 		if err := Configure(att.Guest); err != nil {
 			return err
 		}
@@ -229,7 +230,7 @@ func TestGuestReachesThePod(t *testing.T) {
 	// via the gateway.
 	sh(t, node, "ip addr add 10.97.0.1/32 dev veth-node")
 	var nodeLn net.Listener
-	if err := netlink.InNetNS(node, func() (err error) { nodeLn, err = net.Listen("tcp", "10.97.0.1:9090"); return err }); err != nil {
+	if err := netns.In(node, func() (err error) { nodeLn, err = net.Listen("tcp", "10.97.0.1:9090"); return err }); err != nil {
 		t.Fatal(err)
 	}
 	defer nodeLn.Close()
@@ -244,10 +245,11 @@ func TestGuestReachesThePod(t *testing.T) {
 	}
 }
 
-// fetch connects to addr from netns and reads until the server closes.
-func fetch(netns, addr string) (string, error) {
+// fetch connects to addr from the namespace at ns and reads until the
+// server closes.
+func fetch(ns, addr string) (string, error) {
 	var got []byte
-	err := netlink.InNetNS(netns, func() error {
+	err := netns.In(ns, func() error {
 		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 		if err != nil {
 			return err
@@ -262,11 +264,57 @@ func fetch(netns, addr string) (string, error) {
 
 func TestConfigureWithoutTheInterface(t *testing.T) {
 	ns := newNetNS(t)
-	err := netlink.InNetNS(ns, func() error {
+	err := netns.In(ns, func() error {
 		return Configure(Interface{MAC: "02:00:00:00:00:01", MTU: 1500, Addrs: []string{"10.1.0.2/24"}})
 	})
 	if err == nil || !strings.Contains(err.Error(), "no interface has MAC 02:00:00:00:00:01") {
 		t.Errorf("Configure: %v", err)
+	}
+}
+
+// The kernel's answers to bad requests come back as errors that say what
+// was asked, and keep the kernel's error for errors.Is.
+func TestErrors(t *testing.T) {
+	ns := newNetNS(t)
+	sh(t, ns, "ip link set lo up && ip link add eth0 type veth peer name p0 && ip link set eth0 address 02:00:00:00:00:09")
+	guest := func(routes ...Route) func() error {
+		return func() error { return Configure(Interface{MAC: "02:00:00:00:00:09", Routes: routes}) }
+	}
+	for _, tc := range []struct {
+		name string
+		do   func() error // in ns
+		is   error
+		want string
+	}{
+		{"redirect twice", func() error {
+			a, err := AddTap("t0")
+			if err != nil {
+				return err
+			}
+			b, err := AddTap("t1")
+			if err != nil {
+				return err
+			}
+			if err := Redirect(a, b); err != nil {
+				return err
+			}
+			return Redirect(a, b)
+		}, unix.EEXIST, "add ingress qdisc to link "},
+		{"redirect from a missing link", func() error { return Redirect(999, 1) }, unix.ENODEV, "add ingress qdisc to link 999"},
+		{"redirect to a missing link", func() error { return Redirect(1, 999) }, unix.ENODEV, "redirect ingress of link 1 to link 999"},
+		{"unreachable gateway", guest(Route{Gw: "10.6.0.1"}), unix.ENETUNREACH, "guest network: add route default via 10.6.0.1 dev eth0"},
+		{"route with neither destination nor gateway", guest(Route{}), nil, "a route needs a destination or a gateway"},
+		{"route families differ", guest(Route{Dst: "10.5.0.0/16", Gw: "fd00::1"}), nil, "route to 10.5.0.0/16 via fd00::1: families differ"},
+		{"gateway not an address", guest(Route{Gw: "gw"}), nil, `gateway "gw" is not an IP address`},
+		{"bad address", func() error { return Configure(Interface{MAC: "02:00:00:00:00:09", Addrs: []string{"10.5.0.2"}}) }, nil, `address "10.5.0.2"`},
+		{"bad MAC", func() error { return Configure(Interface{MAC: "nope"}) }, nil, `bad MAC "nope"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := netns.In(ns, tc.do)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || tc.is != nil && !errors.Is(err, tc.is) {
+				t.Errorf("got %v, want %q (%v)", err, tc.want, tc.is)
+			}
+		})
 	}
 }
 
@@ -288,11 +336,12 @@ func TestFileRoundTrip(t *testing.T) {
 	}
 }
 
-// openTap opens (or creates) TAP name in netns, with mac if given.
-func openTap(t *testing.T, netns, name string, mac net.HardwareAddr) *os.File {
+// openTap opens (or creates) TAP name in the namespace at ns, with mac if
+// given.
+func openTap(t *testing.T, ns, name string, mac net.HardwareAddr) *os.File {
 	t.Helper()
 	var f *os.File
-	err := netlink.InNetNS(netns, func() error {
+	err := netns.In(ns, func() error {
 		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return err
@@ -307,16 +356,14 @@ func openTap(t *testing.T, netns, name string, mac net.HardwareAddr) *os.File {
 		if mac == nil {
 			return nil
 		}
-		c, err := netlink.Open()
+		l, err := netlink.LinkByName(name)
 		if err != nil {
 			return err
 		}
-		defer c.Close()
-		l, err := c.LinkByName(name)
-		if err != nil {
+		if err := netlink.LinkSetHardwareAddr(l, mac); err != nil {
 			return err
 		}
-		return c.SetLink(l.Index, 0, mac)
+		return netlink.LinkSetUp(l)
 	})
 	if err != nil {
 		t.Fatalf("TAP %s: %v", name, err)

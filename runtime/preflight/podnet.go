@@ -3,7 +3,8 @@ package preflight
 import (
 	"fmt"
 
-	"github.com/boxlite/boxlite-shim/runtime/netlink"
+	"github.com/boxlite/boxlite-shim/runtime/netns"
+	"github.com/boxlite/boxlite-shim/runtime/podnet"
 )
 
 // PodNetwork checks that this node's kernel can give pods their network the
@@ -12,24 +13,16 @@ import (
 // outlives the check.
 func PodNetwork() Result {
 	r := Result{Name: "pod network"}
-	err := netlink.InNewNetNS(func() error {
-		c, err := netlink.Open()
+	err := netns.InNew(func() error {
+		a, err := podnet.AddTap("probe0")
 		if err != nil {
 			return err
 		}
-		defer c.Close()
-		a, err := c.CreateTap("probe0")
+		b, err := podnet.AddTap("probe1")
 		if err != nil {
 			return err
 		}
-		b, err := c.CreateTap("probe1")
-		if err != nil {
-			return err
-		}
-		if err := c.AddIngressQdisc(a.Index); err != nil {
-			return err
-		}
-		return c.RedirectIngress(a.Index, b.Index)
+		return podnet.Redirect(a, b)
 	})
 	if err != nil {
 		r.Status = Fail

@@ -6,18 +6,18 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/boxlite/boxlite-shim/reaper"
-	"github.com/boxlite/boxlite-shim/runtime/netlink"
+	"github.com/boxlite/boxlite-shim/runtime/netns"
 )
 
 // startIn runs start (which forks the VMM) on a thread that has entered the
-// network namespace at netns, so that the VMM is born in it; "" = no change.
-func startIn(netns string, start func() (*reaper.Process, error)) (*reaper.Process, error) {
-	if netns == "" {
+// network namespace at path ns, so that the VMM is born in it; "" = no change.
+func startIn(ns string, start func() (*reaper.Process, error)) (*reaper.Process, error) {
+	if ns == "" {
 		return start()
 	}
 	var p *reaper.Process
 	var startErr error
-	if err := netlink.InNetNS(netns, func() error {
+	if err := netns.In(ns, func() error {
 		p, startErr = start()
 		return nil
 	}); err != nil {

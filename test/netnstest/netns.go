@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/boxlite/boxlite-shim/runtime/netlink"
+	"github.com/boxlite/boxlite-shim/runtime/netns"
 )
 
 // New makes an empty network namespace, bound at a file under the test's
@@ -25,7 +25,7 @@ func New(t *testing.T) string {
 		t.Fatal(err)
 	}
 	// The namespace outlives its thread: it is bound at path.
-	if err := netlink.InNewNetNS(func() error {
+	if err := netns.InNew(func() error {
 		return unix.Mount("/proc/thread-self/ns/net", path, "", unix.MS_BIND, "")
 	}); err != nil {
 		t.Fatalf("new network namespace: %v", err)

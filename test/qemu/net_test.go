@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/boxlite/boxlite-shim/runtime/netlink"
+	"github.com/boxlite/boxlite-shim/runtime/netns"
 	"github.com/boxlite/boxlite-shim/runtime/podnet"
 	"github.com/boxlite/boxlite-shim/test/ctrd"
 	"github.com/boxlite/boxlite-shim/test/netnstest"
@@ -85,7 +85,7 @@ func TestPodNetworkInARealGuest(t *testing.T) {
 
 	// A server on the node, for the guest to reach.
 	var ln net.Listener
-	if err := netlink.InNetNS(node, func() (err error) { ln, err = net.Listen("tcp", "10.99.0.1:9090"); return err }); err != nil {
+	if err := netns.In(node, func() (err error) { ln, err = net.Listen("tcp", "10.99.0.1:9090"); return err }); err != nil {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "hello-from-the-node") })}
@@ -159,7 +159,7 @@ func TestPodNetworkInARealGuest(t *testing.T) {
 	// In from the node, at the pod IP. (A raw dial: net/http dials on
 	// another goroutine, which would not be in the node's namespace.)
 	var resp []byte
-	err = netlink.InNetNS(node, func() error {
+	err = netns.In(node, func() error {
 		c, err := net.DialTimeout("tcp", "10.99.0.2:8080", 10*time.Second)
 		if err != nil {
 			return err
