@@ -167,7 +167,7 @@ func (s *service) join(ctx context.Context, r *taskAPI.CreateTaskRequest, spec *
 	}
 	var sandboxPid uint32
 	if sbc != nil {
-		_, sandboxPid, _, _ = sbc.init.state()
+		sandboxPid = sbc.init.state().pid
 	}
 	if err := guestSpec(r.ID, spec, sandboxPid); err != nil {
 		return nil, createError(err)
@@ -231,9 +231,7 @@ func newContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, paths stdio
 	for _, w := range res.Warnings {
 		log.G(ctx).WithField("id", r.ID).Warn(w)
 	}
-	p := newProcess(r.ID, "", paths)
-	p.pipes, p.att, p.pid = pipes, att, res.Pid
-	return &container{id: r.ID, bundle: r.Bundle, init: p, execs: map[string]*process{}}
+	return &container{id: r.ID, bundle: r.Bundle, init: newInit(r.ID, paths, pipes, att, res.Pid), execs: map[string]*process{}}
 }
 
 // sameAsSandbox refuses a joining container's io.boxlite.* annotations that

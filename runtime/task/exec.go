@@ -37,8 +37,7 @@ func (s *service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (_ *e
 		return nil, errgrpc.ToGRPC(fmt.Errorf("exec %s of task %s: %w", r.ExecID, r.ID, errdefs.ErrAlreadyExists))
 	}
 	paths := stdio.Paths{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
-	p := newProcess(r.ID, r.ExecID, paths)
-	p.spec = &spec
+	p := newExec(r.ID, r.ExecID, paths, &spec)
 	c.execs[r.ExecID] = p // reserved while the stdio opens
 	c.mu.Unlock()
 	defer func() {
@@ -52,9 +51,7 @@ func (s *service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (_ *e
 	if err != nil {
 		return nil, errgrpc.ToGRPC(fmt.Errorf("exec %s of task %s: %w", r.ExecID, r.ID, err))
 	}
-	p.mu.Lock()
-	p.pipes = pipes
-	p.mu.Unlock()
+	p.setPipes(pipes)
 	s.send(&eventstypes.TaskExecAdded{ContainerID: r.ID, ExecID: r.ExecID})
 	return empty, nil
 }
@@ -85,9 +82,7 @@ func (s *service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (*empt
 	if !r.Stdin {
 		return empty, nil
 	}
-	p.mu.Lock()
-	att := p.att
-	p.mu.Unlock()
+	att := p.attached()
 	if att == nil || p.hasExited() {
 		return empty, nil
 	}

@@ -19,21 +19,21 @@ func (s *service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.
 	if err != nil {
 		return nil, err
 	}
-	st, pid, code, at := p.state()
+	st := p.state()
 	resp := &taskAPI.StateResponse{
 		ID:         p.id(),
 		Bundle:     c.bundle,
-		Pid:        pid,
-		Status:     st,
+		Pid:        st.pid,
+		Status:     st.status(),
 		Stdin:      p.paths.Stdin,
 		Stdout:     p.paths.Stdout,
 		Stderr:     p.paths.Stderr,
 		Terminal:   p.paths.Terminal,
-		ExitStatus: code,
+		ExitStatus: st.exitStatus,
 		ExecID:     r.ExecID,
 	}
-	if !at.IsZero() {
-		resp.ExitedAt = protobuf.ToTimestamp(at)
+	if !st.exitedAt.IsZero() {
+		resp.ExitedAt = protobuf.ToTimestamp(st.exitedAt)
 	}
 	return resp, nil
 }
@@ -84,8 +84,7 @@ func (s *service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (*taskAPI.
 func (s *service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*taskAPI.ConnectResponse, error) {
 	resp := &taskAPI.ConnectResponse{ShimPid: uint32(os.Getpid())}
 	if c, err := s.container(r.ID); err == nil {
-		_, pid, _, _ := c.init.state()
-		resp.TaskPid = pid
+		resp.TaskPid = c.init.state().pid
 	}
 	return resp, nil
 }

@@ -9,7 +9,6 @@ import (
 
 	eventstypes "github.com/containerd/containerd/api/events"
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
-	"github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/v2/pkg/protobuf"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
@@ -45,21 +44,14 @@ func (s *service) unstarted() []*process {
 	var all []*process
 	for _, c := range s.containers {
 		all = append(all, c.init)
-		c.mu.Lock()
-		for _, e := range c.execs {
-			all = append(all, e)
-		}
-		c.mu.Unlock()
+		all = append(all, c.execList()...)
 	}
 	s.mu.Unlock()
 	var out []*process
 	for _, p := range all {
-		p.mu.Lock()
-		if !p.started && p.status == task.Status_CREATED {
-			p.started = true
+		if p.start() == nil {
 			out = append(out, p)
 		}
-		p.mu.Unlock()
 	}
 	return out
 }
@@ -70,13 +62,9 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 	if err != nil {
 		return nil, err
 	}
-	p.mu.Lock()
-	if p.started || p.status != task.Status_CREATED {
-		p.mu.Unlock()
-		return nil, errgrpc.ToGRPC(fmt.Errorf("process %s of task %s: already started: %w", p.id(), r.ID, errdefs.ErrFailedPrecondition))
+	if err := p.start(); err != nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("process %s of task %s: %w", p.id(), r.ID, err))
 	}
-	p.started = true
-	p.mu.Unlock()
 
 	// A sandbox that failed before Start fails the start: the process is
 	// then stopped, so that it can be deleted (containerd's forced delete
@@ -92,13 +80,8 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 			err = fmt.Errorf("task %s has exited: %w", r.ID, errdefs.ErrFailedPrecondition)
 		} else {
 			var att *agent.Attached
-			p.mu.Lock()
-			pio := p.pipes.IO()
-			p.mu.Unlock()
-			pid, att, err = ac.Exec(ctx, r.ID, r.ExecID, p.spec, pio)
-			p.mu.Lock()
-			p.att = att
-			p.mu.Unlock()
+			pid, att, err = ac.Exec(ctx, r.ID, r.ExecID, p.spec, p.guestIO())
+			p.attach(att)
 		}
 	}
 	if err != nil {
@@ -113,19 +96,16 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 			// started again, only deleted, and the init's exit does not
 			// wait for it.
 			p.closeIO()
-			p.mu.Lock()
-			p.status = task.Status_STOPPED
-			p.exitStatus = failedStartStatus
-			p.exitedAt = time.Now()
-			p.mu.Unlock()
+			if _, err := p.exit(failedStartStatus, time.Now()); err != nil {
+				log.G(ctx).WithError(err).Error("recording a failed exec start")
+			}
 			p.markExited()
 		}
 		return nil, errgrpc.ToGRPC(err)
 	}
-	p.mu.Lock()
-	p.pid = uint32(pid)
-	p.status = task.Status_RUNNING
-	p.mu.Unlock()
+	if err := p.run(uint32(pid)); err != nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("start process %s of task %s: %w", p.id(), r.ID, err))
+	}
 	if r.ExecID == "" {
 		s.send(&eventstypes.TaskStart{ContainerID: r.ID, Pid: uint32(pid)})
 	} else {
@@ -144,13 +124,24 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 // failedStart records the exit of an init whose start failed.
 func (s *service) failedStart(p *process, at time.Time) {
 	p.closeIO()
-	p.mu.Lock()
-	p.status = task.Status_STOPPED
-	p.exitStatus = failedStartStatus
-	p.exitedAt = at
-	pid := p.pid
-	p.mu.Unlock()
-	s.send(&eventstypes.TaskExit{ContainerID: p.containerID, ID: p.id(), Pid: pid, ExitStatus: failedStartStatus, ExitedAt: protobuf.ToTimestamp(at)})
+	s.exited(p, failedStartStatus, at)
+}
+
+// exited records the exit of p, queues its TaskExit, then releases its
+// waiters (so that a Delete's TaskDelete follows the TaskExit).
+func (s *service) exited(p *process, status uint32, at time.Time) {
+	pid, err := p.exit(status, at)
+	if err != nil {
+		log.G(s.ctx).WithError(err).WithField("id", p.containerID).WithField("exec", p.execID).Error("process exit")
+		return
+	}
+	s.send(&eventstypes.TaskExit{
+		ContainerID: p.containerID,
+		ID:          p.id(),
+		Pid:         pid,
+		ExitStatus:  status,
+		ExitedAt:    protobuf.ToTimestamp(at),
+	})
 	p.markExited()
 }
 
@@ -184,46 +175,16 @@ func (s *service) waitExit(c *container, p *process, ac *agent.Client, sb *sandb
 			evs.waitSeen(st.EventsSeq) // TaskOOM before TaskExit
 		}
 	}
-	p.mu.Lock()
-	att, pipes := p.att, p.pipes
-	p.mu.Unlock()
-	if att != nil {
-		att.Wait() // stdout and stderr copied out in full
-	}
-	if pipes != nil {
-		pipes.Close()
-	}
+	p.drainIO()
 	if p.execID == "" {
 		// An init's exit is the container's last.
-		c.mu.Lock()
-		var execs []*process
-		for _, e := range c.execs {
-			execs = append(execs, e)
-		}
-		c.mu.Unlock()
-		for _, e := range execs {
-			e.mu.Lock()
-			started := e.started
-			e.mu.Unlock()
-			if started {
+		for _, e := range c.execList() {
+			if e.state().started() {
 				<-e.exited
 			}
 		}
 	}
-	p.mu.Lock()
-	p.status = task.Status_STOPPED
-	p.exitStatus = status
-	p.exitedAt = exitedAt
-	pid := p.pid
-	p.mu.Unlock()
-	s.send(&eventstypes.TaskExit{
-		ContainerID: p.containerID,
-		ID:          p.id(),
-		Pid:         pid,
-		ExitStatus:  status,
-		ExitedAt:    protobuf.ToTimestamp(exitedAt),
-	})
-	p.markExited()
+	s.exited(p, status, exitedAt)
 }
 
 // Delete removes an exited (or never started) process. Deleting the init
@@ -233,9 +194,7 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	if err != nil {
 		return nil, err
 	}
-	p.mu.Lock()
-	started := p.started
-	p.mu.Unlock()
+	started := p.state().started()
 	if started && !p.hasExited() {
 		return nil, errgrpc.ToGRPC(fmt.Errorf("process %s of task %s is running; kill it first: %w", p.id(), r.ID, errdefs.ErrFailedPrecondition))
 	}
@@ -252,19 +211,14 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 		}
 		p.closeIO()
 		if !started {
-			p.mu.Lock()
-			p.status = task.Status_STOPPED
-			if p.exitedAt.IsZero() {
-				p.exitedAt = time.Now()
+			if err := p.discard(time.Now()); err != nil {
+				return nil, errgrpc.ToGRPC(fmt.Errorf("delete exec %s of task %s: %w", r.ExecID, r.ID, err))
 			}
-			p.mu.Unlock()
-			p.markExited()
 		}
 		c.mu.Lock()
 		delete(c.execs, r.ExecID)
 		c.mu.Unlock()
-		_, pid, code, at := p.state()
-		return &taskAPI.DeleteResponse{Pid: pid, ExitStatus: code, ExitedAt: protobuf.ToTimestamp(at)}, nil
+		return deleteResponse(p.state()), nil
 	}
 
 	if acErr == nil {
@@ -279,13 +233,10 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	}
 	c.mu.Unlock()
 	if !started {
-		p.mu.Lock()
-		p.status = task.Status_STOPPED
-		if p.exitedAt.IsZero() {
-			p.exitedAt = time.Now()
+		// A Wait on the never started task returns.
+		if err := p.discard(time.Now()); err != nil {
+			return nil, errgrpc.ToGRPC(fmt.Errorf("delete task %s: %w", r.ID, err))
 		}
-		p.mu.Unlock()
-		p.markExited() // a Wait on the never started task returns
 	}
 	s.mu.Lock()
 	sb := s.sb
@@ -301,36 +252,47 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	s.mu.Lock()
 	delete(s.containers, r.ID)
 	s.mu.Unlock()
-	_, pid, code, at := p.state()
+	st := p.state()
 	s.send(&eventstypes.TaskDelete{
 		ContainerID: r.ID,
 		ID:          r.ID,
-		Pid:         pid,
-		ExitStatus:  code,
-		ExitedAt:    protobuf.ToTimestamp(at),
+		Pid:         st.pid,
+		ExitStatus:  st.exitStatus,
+		ExitedAt:    protobuf.ToTimestamp(st.exitedAt),
 	})
-	return &taskAPI.DeleteResponse{Pid: pid, ExitStatus: code, ExitedAt: protobuf.ToTimestamp(at)}, nil
+	return deleteResponse(st), nil
+}
+
+func deleteResponse(st procState) *taskAPI.DeleteResponse {
+	return &taskAPI.DeleteResponse{Pid: st.pid, ExitStatus: st.exitStatus, ExitedAt: protobuf.ToTimestamp(st.exitedAt)}
 }
 
 func (s *service) Pause(ctx context.Context, r *taskAPI.PauseRequest) (*emptypb.Empty, error) {
-	return s.freeze(ctx, r.ID, "pause", (*agent.Client).Pause, task.Status_PAUSED, &eventstypes.TaskPaused{ContainerID: r.ID})
+	return s.freeze(ctx, r.ID, "pause", (*agent.Client).Pause, (*procState).pause, &eventstypes.TaskPaused{ContainerID: r.ID})
 }
 
 func (s *service) Resume(ctx context.Context, r *taskAPI.ResumeRequest) (*emptypb.Empty, error) {
-	return s.freeze(ctx, r.ID, "resume", (*agent.Client).Resume, task.Status_RUNNING, &eventstypes.TaskResumed{ContainerID: r.ID})
+	return s.freeze(ctx, r.ID, "resume", (*agent.Client).Resume, (*procState).resume, &eventstypes.TaskResumed{ContainerID: r.ID})
 }
 
-// freeze pauses or resumes task id in the guest (call), then records its
-// new status and publishes the event.
-func (s *service) freeze(ctx context.Context, id, verb string, call func(*agent.Client, context.Context, string) error, status task.Status, event any) (*emptypb.Empty, error) {
+// freeze pauses or resumes task id in the guest (call), then makes the
+// init's move and publishes the event. A move the init's state refuses (a
+// task not running, or not paused) is refused before the guest is asked.
+func (s *service) freeze(ctx context.Context, id, verb string, call func(*agent.Client, context.Context, string) error, move func(*procState) error, event any) (*emptypb.Empty, error) {
 	c, ac, err := s.containerAgent(id)
 	if err != nil {
 		return nil, err
 	}
+	if err := c.init.check(move); err != nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("%s task %s: %w", verb, id, err))
+	}
 	if err := call(ac, ctx, id); err != nil {
 		return nil, errgrpc.ToGRPC(fmt.Errorf("%s task %s: %w", verb, id, err))
 	}
-	c.init.setStatus(status)
+	if err := c.init.apply(move); err != nil {
+		// The init exited while the guest froze or thawed it.
+		return nil, errgrpc.ToGRPC(fmt.Errorf("%s task %s: %w", verb, id, err))
+	}
 	s.send(event)
 	return empty, nil
 }
@@ -385,16 +347,13 @@ func (s *service) Wait(ctx context.Context, r *taskAPI.WaitRequest) (*taskAPI.Wa
 	if err != nil {
 		return nil, err
 	}
-	p.mu.Lock()
-	started := p.started
-	p.mu.Unlock()
-	if !started && !p.hasExited() {
+	if !p.state().started() && !p.hasExited() {
 		// containerd waits on created tasks too: the exit comes after Start.
 		log.G(ctx).WithField("id", r.ID).WithField("exec", r.ExecID).Debug("wait on a process not started yet")
 	}
 	if err := p.wait(ctx); err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	_, _, code, at := p.state()
-	return &taskAPI.WaitResponse{ExitStatus: code, ExitedAt: protobuf.ToTimestamp(at)}, nil
+	st := p.state()
+	return &taskAPI.WaitResponse{ExitStatus: st.exitStatus, ExitedAt: protobuf.ToTimestamp(st.exitedAt)}, nil
 }
