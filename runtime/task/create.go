@@ -14,7 +14,6 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
-	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/log"
 	"github.com/opencontainers/runtime-spec/specs-go"
 
@@ -37,14 +36,16 @@ func readSpec(bundle string) (*specs.Spec, error) {
 	return &spec, nil
 }
 
-// createError maps an error of Create for containerd. Unimplemented must not
+// createError is the error a failed Create returns. Unimplemented must not
 // come back from Create: containerd 2.4 takes it for an API mismatch and
-// retries on task v2, which hides the message.
+// retries on task v2, which hides the message; a NotImplemented error is
+// therefore made a FailedPrecondition here, before the interceptor maps it
+// to a gRPC code.
 func createError(err error) error {
 	if errdefs.IsNotImplemented(err) {
 		err = fmt.Errorf("%s: %w", err.Error(), errdefs.ErrFailedPrecondition)
 	}
-	return errgrpc.ToGRPC(fmt.Errorf("boxlite: create: %w", err))
+	return fmt.Errorf("boxlite: create: %w", err)
 }
 
 // Create boots the sandbox's VM and creates the container in it, or, for a

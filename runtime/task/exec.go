@@ -8,7 +8,6 @@ import (
 	eventstypes "github.com/containerd/containerd/api/events"
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/errdefs"
-	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/emptypb"
 
@@ -22,19 +21,19 @@ func (s *service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (_ *e
 		return nil, err
 	}
 	if c.init.hasExited() {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("task %s has exited: %w", r.ID, errdefs.ErrFailedPrecondition))
+		return nil, fmt.Errorf("task %s has exited: %w", r.ID, errdefs.ErrFailedPrecondition)
 	}
 	if r.Spec == nil {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("exec %s: no process spec: %w", r.ExecID, errdefs.ErrInvalidArgument))
+		return nil, fmt.Errorf("exec %s: no process spec: %w", r.ExecID, errdefs.ErrInvalidArgument)
 	}
 	var spec specs.Process
 	if err := json.Unmarshal(r.Spec.GetValue(), &spec); err != nil {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("exec %s: process spec: %v: %w", r.ExecID, err, errdefs.ErrInvalidArgument))
+		return nil, fmt.Errorf("exec %s: process spec: %v: %w", r.ExecID, err, errdefs.ErrInvalidArgument)
 	}
 	c.mu.Lock()
 	if _, ok := c.execs[r.ExecID]; ok {
 		c.mu.Unlock()
-		return nil, errgrpc.ToGRPC(fmt.Errorf("exec %s of task %s: %w", r.ExecID, r.ID, errdefs.ErrAlreadyExists))
+		return nil, fmt.Errorf("exec %s of task %s: %w", r.ExecID, r.ID, errdefs.ErrAlreadyExists)
 	}
 	paths := stdio.Paths{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
 	p := newExec(r.ID, r.ExecID, paths, &spec)
@@ -49,7 +48,7 @@ func (s *service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (_ *e
 	}()
 	pipes, err := stdio.Open(ctx, paths)
 	if err != nil {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("exec %s of task %s: %w", r.ExecID, r.ID, err))
+		return nil, fmt.Errorf("exec %s of task %s: %w", r.ExecID, r.ID, err)
 	}
 	p.setPipes(pipes)
 	s.send(&eventstypes.TaskExecAdded{ContainerID: r.ID, ExecID: r.ExecID})
@@ -62,14 +61,14 @@ func (s *service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (*
 		return nil, err
 	}
 	if !p.paths.Terminal {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("process %s of task %s has no terminal: %w", p.id(), r.ID, errdefs.ErrFailedPrecondition))
+		return nil, fmt.Errorf("process %s of task %s has no terminal: %w", p.id(), r.ID, errdefs.ErrFailedPrecondition)
 	}
 	ac, err := s.agentClient()
 	if err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	if err := ac.ResizePty(ctx, r.ID, r.ExecID, r.Width, r.Height); err != nil {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("resize terminal of process %s of task %s: %w", p.id(), r.ID, err))
+		return nil, fmt.Errorf("resize terminal of process %s of task %s: %w", p.id(), r.ID, err)
 	}
 	return empty, nil
 }
@@ -87,7 +86,7 @@ func (s *service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (*empt
 		return empty, nil
 	}
 	if err := att.CloseStdin(ctx); err != nil && !errdefs.IsNotFound(err) {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("close stdin of process %s of task %s: %w", p.id(), r.ID, err))
+		return nil, fmt.Errorf("close stdin of process %s of task %s: %w", p.id(), r.ID, err)
 	}
 	return empty, nil
 }

@@ -9,7 +9,6 @@ import (
 	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/v2/pkg/protobuf"
-	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/log"
 	"github.com/containerd/typeurl/v2"
 )
@@ -45,7 +44,7 @@ func (s *service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.Pi
 	}
 	procs, err := ac.Pids(ctx, r.ID)
 	if err != nil {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("pids of task %s: %w", r.ID, err))
+		return nil, fmt.Errorf("pids of task %s: %w", r.ID, err)
 	}
 	resp := &taskAPI.PidsResponse{}
 	for _, pr := range procs {
@@ -53,7 +52,7 @@ func (s *service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.Pi
 		if pr.ExecId != "" {
 			a, err := typeurl.MarshalAnyToProto(&options.ProcessDetails{ExecID: pr.ExecId})
 			if err != nil {
-				return nil, errgrpc.ToGRPC(err)
+				return nil, err
 			}
 			pi.Info = a
 		}
@@ -69,14 +68,14 @@ func (s *service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (*taskAPI.
 	}
 	st, err := ac.Stats(ctx, r.ID)
 	if err != nil {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("stats of task %s: %w", r.ID, err))
+		return nil, fmt.Errorf("stats of task %s: %w", r.ID, err)
 	}
 	if len(st.Unavailable) > 0 {
 		log.G(ctx).WithField("id", r.ID).Debugf("stats not available from the guest: %v", st.Unavailable)
 	}
 	a, err := typeurl.MarshalAnyToProto(metrics(st))
 	if err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	return &taskAPI.StatsResponse{Stats: a}, nil
 }

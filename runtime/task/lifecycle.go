@@ -11,7 +11,6 @@ import (
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/containerd/v2/pkg/protobuf"
 	"github.com/containerd/errdefs"
-	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/log"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -63,7 +62,7 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 		return nil, err
 	}
 	if err := p.start(); err != nil {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("process %s of task %s: %w", p.id(), r.ID, err))
+		return nil, fmt.Errorf("process %s of task %s: %w", p.id(), r.ID, err)
 	}
 
 	// A sandbox that failed before Start fails the start: the process is
@@ -101,10 +100,10 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 			}
 			p.markExited()
 		}
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	if err := p.run(uint32(pid)); err != nil {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("start process %s of task %s: %w", p.id(), r.ID, err))
+		return nil, fmt.Errorf("start process %s of task %s: %w", p.id(), r.ID, err)
 	}
 	if r.ExecID == "" {
 		s.send(&eventstypes.TaskStart{ContainerID: r.ID, Pid: uint32(pid)})
@@ -196,7 +195,7 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	}
 	started := p.state().started()
 	if started && !p.hasExited() {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("process %s of task %s is running; kill it first: %w", p.id(), r.ID, errdefs.ErrFailedPrecondition))
+		return nil, fmt.Errorf("process %s of task %s is running; kill it first: %w", p.id(), r.ID, errdefs.ErrFailedPrecondition)
 	}
 	ac, acErr := s.agentClient()
 	if r.ExecID != "" {
@@ -206,13 +205,13 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 				err = ac.DeleteProcess(ctx, r.ID, r.ExecID)
 			}
 			if err != nil && !errdefs.IsNotFound(err) {
-				return nil, errgrpc.ToGRPC(fmt.Errorf("delete exec %s of task %s: %w", r.ExecID, r.ID, err))
+				return nil, fmt.Errorf("delete exec %s of task %s: %w", r.ExecID, r.ID, err)
 			}
 		}
 		p.closeIO()
 		if !started {
 			if err := p.discard(time.Now()); err != nil {
-				return nil, errgrpc.ToGRPC(fmt.Errorf("delete exec %s of task %s: %w", r.ExecID, r.ID, err))
+				return nil, fmt.Errorf("delete exec %s of task %s: %w", r.ExecID, r.ID, err)
 			}
 		}
 		c.mu.Lock()
@@ -223,7 +222,7 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 
 	if acErr == nil {
 		if err := ac.Delete(ctx, r.ID, !started); err != nil && !errdefs.IsNotFound(err) {
-			return nil, errgrpc.ToGRPC(fmt.Errorf("delete task %s in the guest: %w", r.ID, err))
+			return nil, fmt.Errorf("delete task %s in the guest: %w", r.ID, err)
 		}
 	}
 	p.closeIO()
@@ -235,7 +234,7 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	if !started {
 		// A Wait on the never started task returns.
 		if err := p.discard(time.Now()); err != nil {
-			return nil, errgrpc.ToGRPC(fmt.Errorf("delete task %s: %w", r.ID, err))
+			return nil, fmt.Errorf("delete task %s: %w", r.ID, err)
 		}
 	}
 	s.mu.Lock()
@@ -244,10 +243,10 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	if sb != nil && sb.ID != r.ID {
 		// A container that joined the pod: the VM stays.
 		if err := sb.UnmountRootfs(r.ID); err != nil {
-			return nil, errgrpc.ToGRPC(fmt.Errorf("delete task %s: %w", r.ID, err))
+			return nil, fmt.Errorf("delete task %s: %w", r.ID, err)
 		}
 	} else if err := s.stopSandbox(ctx); err != nil {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("delete task %s: %w", r.ID, err))
+		return nil, fmt.Errorf("delete task %s: %w", r.ID, err)
 	}
 	s.mu.Lock()
 	delete(s.containers, r.ID)
@@ -284,21 +283,21 @@ func (s *service) freeze(ctx context.Context, id, verb string, call func(*agent.
 		return nil, err
 	}
 	if err := c.init.check(move); err != nil {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("%s task %s: %w", verb, id, err))
+		return nil, fmt.Errorf("%s task %s: %w", verb, id, err)
 	}
 	if err := call(ac, ctx, id); err != nil {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("%s task %s: %w", verb, id, err))
+		return nil, fmt.Errorf("%s task %s: %w", verb, id, err)
 	}
 	if err := c.init.apply(move); err != nil {
 		// The init exited while the guest froze or thawed it.
-		return nil, errgrpc.ToGRPC(fmt.Errorf("%s task %s: %w", verb, id, err))
+		return nil, fmt.Errorf("%s task %s: %w", verb, id, err)
 	}
 	s.send(event)
 	return empty, nil
 }
 
 func (s *service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskRequest) (*emptypb.Empty, error) {
-	return nil, errgrpc.ToGRPC(fmt.Errorf("boxlite: checkpoint of a micro-VM sandbox is not supported: %w", errdefs.ErrNotImplemented))
+	return nil, fmt.Errorf("boxlite: checkpoint of a micro-VM sandbox is not supported: %w", errdefs.ErrNotImplemented)
 }
 
 func (s *service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*emptypb.Empty, error) {
@@ -307,14 +306,14 @@ func (s *service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*emptypb.Em
 		return nil, err
 	}
 	if p.hasExited() {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("process %s of task %s: process already finished: %w", p.id(), r.ID, errdefs.ErrNotFound))
+		return nil, fmt.Errorf("process %s of task %s: process already finished: %w", p.id(), r.ID, errdefs.ErrNotFound)
 	}
 	ac, err := s.agentClient()
 	if err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	if err := ac.Signal(ctx, r.ID, r.ExecID, syscall.Signal(r.Signal), r.All); err != nil {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("signal %d to process %s of task %s: %w", r.Signal, p.id(), r.ID, err))
+		return nil, fmt.Errorf("signal %d to process %s of task %s: %w", r.Signal, p.id(), r.ID, err)
 	}
 	return empty, nil
 }
@@ -326,18 +325,18 @@ func (s *service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (*em
 		return nil, err
 	}
 	if r.Resources == nil {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("update task %s: no resources given: %w", r.ID, errdefs.ErrInvalidArgument))
+		return nil, fmt.Errorf("update task %s: no resources given: %w", r.ID, errdefs.ErrInvalidArgument)
 	}
 	var res specs.LinuxResources
 	if err := json.Unmarshal(r.Resources.GetValue(), &res); err != nil {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("update task %s: resources of type %s must be OCI LinuxResources: %v: %w", r.ID, r.Resources.GetTypeUrl(), err, errdefs.ErrInvalidArgument))
+		return nil, fmt.Errorf("update task %s: resources of type %s must be OCI LinuxResources: %v: %w", r.ID, r.Resources.GetTypeUrl(), err, errdefs.ErrInvalidArgument)
 	}
 	ac, err := s.agentClient()
 	if err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	if err := ac.Update(ctx, r.ID, &res); err != nil {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("update task %s: %w", r.ID, err))
+		return nil, fmt.Errorf("update task %s: %w", r.ID, err)
 	}
 	return empty, nil
 }
@@ -352,7 +351,7 @@ func (s *service) Wait(ctx context.Context, r *taskAPI.WaitRequest) (*taskAPI.Wa
 		log.G(ctx).WithField("id", r.ID).WithField("exec", r.ExecID).Debug("wait on a process not started yet")
 	}
 	if err := p.wait(ctx); err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	st := p.state()
 	return &taskAPI.WaitResponse{ExitStatus: st.exitStatus, ExitedAt: protobuf.ToTimestamp(st.exitedAt)}, nil

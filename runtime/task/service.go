@@ -14,6 +14,8 @@
 // never takes a VMM's exit status for a container's: exit statuses come from
 // the agent, and a VMM that ends without the agent reporting is a sandbox
 // failure (its processes exit 255, and the reason is logged).
+// The RPCs return native errdefs errors; they become gRPC status in one
+// place, the service's ttrpc interceptor (errors.go).
 package task
 
 import (
@@ -25,7 +27,6 @@ import (
 	"github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/containerd/v2/pkg/shutdown"
 	"github.com/containerd/errdefs"
-	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -99,7 +100,7 @@ func (s *service) container(id string) (*container, error) {
 	defer s.mu.Unlock()
 	c := s.containers[id]
 	if c == nil {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("task %q: %w", id, errdefs.ErrNotFound))
+		return nil, fmt.Errorf("task %q: %w", id, errdefs.ErrNotFound)
 	}
 	return c, nil
 }
@@ -111,7 +112,7 @@ func (s *service) process(id, execID string) (*container, *process, error) {
 	}
 	p, err := c.process(execID)
 	if err != nil {
-		return nil, nil, errgrpc.ToGRPC(err)
+		return nil, nil, err
 	}
 	return c, p, nil
 }
@@ -133,8 +134,7 @@ func (s *service) agentClient() (*agent.Client, error) {
 	return sb.Agent(), nil
 }
 
-// containerAgent is task id and the agent of its running sandbox, with
-// errors ready for the task API.
+// containerAgent is task id and the agent of its running sandbox.
 func (s *service) containerAgent(id string) (*container, *agent.Client, error) {
 	c, err := s.container(id)
 	if err != nil {
@@ -142,7 +142,7 @@ func (s *service) containerAgent(id string) (*container, *agent.Client, error) {
 	}
 	ac, err := s.agentClient()
 	if err != nil {
-		return nil, nil, errgrpc.ToGRPC(err)
+		return nil, nil, err
 	}
 	return c, ac, nil
 }
