@@ -109,11 +109,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, createError(err)
 	}
-	defer func() {
-		if retErr != nil {
-			pipes.Close()
-		}
-	}()
+	defer onFailure(&retErr, pipes.Close)
 	if err := sb.Boot(ctx); err != nil {
 		return nil, createError(err)
 	}
@@ -188,11 +184,7 @@ func (s *service) join(ctx context.Context, r *taskAPI.CreateTaskRequest, spec *
 	if err != nil {
 		return nil, createError(err)
 	}
-	defer func() {
-		if retErr != nil {
-			pipes.Close()
-		}
-	}()
+	defer onFailure(&retErr, pipes.Close)
 	res, att, err := ac.Create(ctx, r.ID, spec, rootfs, pipes.IO())
 	if err != nil {
 		return nil, createError(fmt.Errorf("task %s: creating the container in pod %s's VM: %w", r.ID, sb.ID, err))
@@ -225,6 +217,14 @@ func containerFiles(ctx context.Context, r *taskAPI.CreateTaskRequest, spec *spe
 		return paths, nil, "", err
 	}
 	return paths, pipes, rootfs, nil
+}
+
+// onFailure runs undo if *errp holds an error: deferred with a function's
+// named error, it undoes a step of the function if the function fails.
+func onFailure(errp *error, undo func()) {
+	if *errp != nil {
+		undo()
+	}
 }
 
 // newContainer is the shim's record of a container the agent has created.

@@ -11,6 +11,9 @@ import (
 	"github.com/containerd/containerd/v2/pkg/protobuf"
 	"github.com/containerd/log"
 	"github.com/containerd/typeurl/v2"
+
+	"github.com/boxlite/boxlite-shim/runtime/agent"
+	"github.com/boxlite/boxlite-shim/runtime/agent/api"
 )
 
 func (s *service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.StateResponse, error) {
@@ -38,13 +41,9 @@ func (s *service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.
 }
 
 func (s *service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.PidsResponse, error) {
-	_, ac, err := s.containerAgent(r.ID)
+	procs, err := askAgent(s, r.ID, "pids", func(ac *agent.Client) ([]*api.ProcessInfo, error) { return ac.Pids(ctx, r.ID) })
 	if err != nil {
 		return nil, err
-	}
-	procs, err := ac.Pids(ctx, r.ID)
-	if err != nil {
-		return nil, fmt.Errorf("pids of task %s: %w", r.ID, err)
 	}
 	resp := &taskAPI.PidsResponse{}
 	for _, pr := range procs {
@@ -62,13 +61,9 @@ func (s *service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.Pi
 }
 
 func (s *service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (*taskAPI.StatsResponse, error) {
-	_, ac, err := s.containerAgent(r.ID)
+	st, err := askAgent(s, r.ID, "stats", func(ac *agent.Client) (*api.StatsResponse, error) { return ac.Stats(ctx, r.ID) })
 	if err != nil {
 		return nil, err
-	}
-	st, err := ac.Stats(ctx, r.ID)
-	if err != nil {
-		return nil, fmt.Errorf("stats of task %s: %w", r.ID, err)
 	}
 	if len(st.Unavailable) > 0 {
 		log.G(ctx).WithField("id", r.ID).Debugf("stats not available from the guest: %v", st.Unavailable)
@@ -86,4 +81,18 @@ func (s *service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*task
 		resp.TaskPid = c.init.state().pid
 	}
 	return resp, nil
+}
+
+// askAgent asks the agent of task id's sandbox for what (call).
+func askAgent[T any](s *service, id, what string, call func(*agent.Client) (T, error)) (T, error) {
+	var none T
+	_, ac, err := s.containerAgent(id)
+	if err != nil {
+		return none, err
+	}
+	v, err := call(ac)
+	if err != nil {
+		return none, fmt.Errorf("%s of task %s: %w", what, id, err)
+	}
+	return v, nil
 }
