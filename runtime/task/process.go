@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runtime-spec/specs-go"
 
@@ -37,30 +36,52 @@ func (c *container) process(execID string) (*process, error) {
 	return p, nil
 }
 
+// execList is the container's exec processes.
+func (c *container) execList() []*process {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*process, 0, len(c.execs))
+	for _, e := range c.execs {
+		out = append(out, e)
+	}
+	return out
+}
+
 // process is the init or an exec process of a container, as the shim sees
-// it: the agent runs it.
+// it: the agent runs it. Its state and stdio are reached through its
+// methods, which hold mu.
 type process struct {
 	containerID string
 	execID      string
 	paths       stdio.Paths
 	spec        *specs.Process // exec processes only
 
-	mu         sync.Mutex
-	pipes      *stdio.Pipes
-	att        *agent.Attached
-	pid        uint32
-	status     task.Status
-	exitStatus uint32
-	exitedAt   time.Time
-	started    bool
-	exited     chan struct{} // closed once the exit is known and TaskExit queued
-	exitOnce   sync.Once
+	mu       sync.Mutex
+	pipes    *stdio.Pipes
+	att      *agent.Attached
+	st       procState
+	exited   chan struct{} // closed once the exit is known and TaskExit queued
+	exitOnce sync.Once
 }
 
-func (p *process) markExited() { p.exitOnce.Do(func() { close(p.exited) }) }
-
 func newProcess(containerID, execID string, paths stdio.Paths) *process {
-	return &process{containerID: containerID, execID: execID, paths: paths, status: task.Status_CREATED, exited: make(chan struct{})}
+	return &process{containerID: containerID, execID: execID, paths: paths, exited: make(chan struct{})}
+}
+
+// newInit is the init of a container the agent created as pid, with its
+// stdio.
+func newInit(containerID string, paths stdio.Paths, pipes *stdio.Pipes, att *agent.Attached, pid uint32) *process {
+	p := newProcess(containerID, "", paths)
+	p.pipes, p.att, p.st.pid = pipes, att, pid
+	return p
+}
+
+// newExec is an exec process added by Exec; its stdio opens later
+// (setPipes).
+func newExec(containerID, execID string, paths stdio.Paths, spec *specs.Process) *process {
+	p := newProcess(containerID, execID, paths)
+	p.spec = spec
+	return p
 }
 
 // id is the process's id as containerd names it: the exec id, or the
@@ -72,19 +93,56 @@ func (p *process) id() string {
 	return p.execID
 }
 
-func (p *process) state() (task.Status, uint32, uint32, time.Time) {
+// state is a copy of the process's state.
+func (p *process) state() procState {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.status, p.pid, p.exitStatus, p.exitedAt
+	return p.st
 }
 
-func (p *process) setStatus(st task.Status) {
+// apply makes move on the process's state.
+func (p *process) apply(move func(*procState) error) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.status != task.Status_STOPPED {
-		p.status = st
-	}
+	return move(&p.st)
 }
+
+// check says whether move would be allowed now, changing nothing.
+func (p *process) check(move func(*procState) error) error {
+	st := p.state()
+	return move(&st)
+}
+
+// start marks the process as being started (procState.start).
+func (p *process) start() error { return p.apply((*procState).start) }
+
+// run records that the agent started the process as pid.
+func (p *process) run(pid uint32) error {
+	return p.apply(func(st *procState) error { return st.run(pid) })
+}
+
+// exit records the process's exit and returns its pid. The caller queues
+// TaskExit, then calls markExited.
+func (p *process) exit(status uint32, at time.Time) (uint32, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.st.exit(status, at); err != nil {
+		return 0, err
+	}
+	return p.st.pid, nil
+}
+
+// discard stops a process that was never started, at its deletion, and
+// releases its waiters.
+func (p *process) discard(at time.Time) error {
+	if err := p.apply(func(st *procState) error { return st.discard(at) }); err != nil {
+		return err
+	}
+	p.markExited()
+	return nil
+}
+
+func (p *process) markExited() { p.exitOnce.Do(func() { close(p.exited) }) }
 
 func (p *process) hasExited() bool {
 	select {
@@ -105,13 +163,54 @@ func (p *process) wait(ctx context.Context) error {
 	}
 }
 
-// closeIO closes the shim's ends of the process's stdio.
-func (p *process) closeIO() {
+// setPipes gives an exec process the stdio Exec opened for it.
+func (p *process) setPipes(pipes *stdio.Pipes) {
 	p.mu.Lock()
-	pipes, att := p.pipes, p.att
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	p.pipes = pipes
+}
+
+// guestIO is the process's stdio as the agent takes it.
+func (p *process) guestIO() agent.IO {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pipes.IO()
+}
+
+// attach records the agent's stdio streams of the process.
+func (p *process) attach(att *agent.Attached) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.att = att
+}
+
+// streams is the shim's ends of the process's stdio: the agent's streams
+// (nil until attached) and the pipes (nil until opened).
+func (p *process) streams() (*agent.Attached, *stdio.Pipes) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.att, p.pipes
+}
+
+// attached is the agent's stdio streams of the process, or nil.
+func (p *process) attached() *agent.Attached {
+	att, _ := p.streams()
+	return att
+}
+
+// drainIO waits until the process's stdout and stderr are copied out in
+// full, then closes the shim's ends of its stdio.
+func (p *process) drainIO() { p.endIO((*agent.Attached).Wait) }
+
+// closeIO closes the shim's ends of the process's stdio.
+func (p *process) closeIO() { p.endIO((*agent.Attached).Close) }
+
+// endIO ends the agent's streams of the process with end, then closes the
+// shim's pipes.
+func (p *process) endIO(end func(*agent.Attached)) {
+	att, pipes := p.streams()
 	if att != nil {
-		att.Close()
+		end(att)
 	}
 	if pipes != nil {
 		pipes.Close()

@@ -14,7 +14,6 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/shutdown"
 	"github.com/containerd/errdefs"
-	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/typeurl/v2"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc/codes"
@@ -31,39 +30,50 @@ func newTestService(t *testing.T) (*service, shutdown.Service) {
 	return ts.(*service), sd
 }
 
+// Every RPC on an unknown task returns a native NotFound, which reaches
+// containerd as codes.NotFound.
 func TestUnknownTask(t *testing.T) {
 	s, _ := newTestService(t)
+	client := newTestClient(t, s)
 	ctx := namespaces.WithNamespace(context.Background(), "test")
-	calls := map[string]func() error{
-		"State":  func() error { _, err := s.State(ctx, &taskAPI.StateRequest{ID: "x"}); return err },
-		"Start":  func() error { _, err := s.Start(ctx, &taskAPI.StartRequest{ID: "x"}); return err },
-		"Delete": func() error { _, err := s.Delete(ctx, &taskAPI.DeleteRequest{ID: "x"}); return err },
-		"Kill":   func() error { _, err := s.Kill(ctx, &taskAPI.KillRequest{ID: "x", Signal: 9}); return err },
-		"Wait":   func() error { _, err := s.Wait(ctx, &taskAPI.WaitRequest{ID: "x"}); return err },
-		"Pids":   func() error { _, err := s.Pids(ctx, &taskAPI.PidsRequest{ID: "x"}); return err },
-		"Stats":  func() error { _, err := s.Stats(ctx, &taskAPI.StatsRequest{ID: "x"}); return err },
-		"Pause":  func() error { _, err := s.Pause(ctx, &taskAPI.PauseRequest{ID: "x"}); return err },
-		"Exec":   func() error { _, err := s.Exec(ctx, &taskAPI.ExecProcessRequest{ID: "x", ExecID: "e"}); return err },
-		"Update": func() error { _, err := s.Update(ctx, &taskAPI.UpdateTaskRequest{ID: "x"}); return err },
-		"CloseIO": func() error {
-			_, err := s.CloseIO(ctx, &taskAPI.CloseIORequest{ID: "x", Stdin: true})
+	type api = taskAPI.TTRPCTaskService
+	calls := map[string]func(api) error{
+		"State":  func(a api) error { _, err := a.State(ctx, &taskAPI.StateRequest{ID: "x"}); return err },
+		"Start":  func(a api) error { _, err := a.Start(ctx, &taskAPI.StartRequest{ID: "x"}); return err },
+		"Delete": func(a api) error { _, err := a.Delete(ctx, &taskAPI.DeleteRequest{ID: "x"}); return err },
+		"Kill":   func(a api) error { _, err := a.Kill(ctx, &taskAPI.KillRequest{ID: "x", Signal: 9}); return err },
+		"Wait":   func(a api) error { _, err := a.Wait(ctx, &taskAPI.WaitRequest{ID: "x"}); return err },
+		"Pids":   func(a api) error { _, err := a.Pids(ctx, &taskAPI.PidsRequest{ID: "x"}); return err },
+		"Stats":  func(a api) error { _, err := a.Stats(ctx, &taskAPI.StatsRequest{ID: "x"}); return err },
+		"Pause":  func(a api) error { _, err := a.Pause(ctx, &taskAPI.PauseRequest{ID: "x"}); return err },
+		"Resume": func(a api) error { _, err := a.Resume(ctx, &taskAPI.ResumeRequest{ID: "x"}); return err },
+		"Exec": func(a api) error {
+			_, err := a.Exec(ctx, &taskAPI.ExecProcessRequest{ID: "x", ExecID: "e"})
 			return err
 		},
-		"ResizePty": func() error {
-			_, err := s.ResizePty(ctx, &taskAPI.ResizePtyRequest{ID: "x", Width: 80, Height: 24})
+		"Update": func(a api) error { _, err := a.Update(ctx, &taskAPI.UpdateTaskRequest{ID: "x"}); return err },
+		"CloseIO": func(a api) error {
+			_, err := a.CloseIO(ctx, &taskAPI.CloseIORequest{ID: "x", Stdin: true})
+			return err
+		},
+		"ResizePty": func(a api) error {
+			_, err := a.ResizePty(ctx, &taskAPI.ResizePtyRequest{ID: "x", Width: 80, Height: 24})
 			return err
 		},
 	}
 	for name, call := range calls {
-		if err := errgrpc.ToNative(call()); !errdefs.IsNotFound(err) {
+		if err := call(s); !errdefs.IsNotFound(err) {
 			t.Errorf("%s of an unknown task: %v, want NotFound", name, err)
 		}
+		if err := call(client); status.Code(err) != codes.NotFound {
+			t.Errorf("%s of an unknown task over ttrpc: %v, want codes.NotFound", name, err)
+		}
 	}
-	_, err := s.Checkpoint(ctx, &taskAPI.CheckpointTaskRequest{ID: "x"})
-	if !errdefs.IsNotImplemented(errgrpc.ToNative(err)) {
-		t.Errorf("Checkpoint: %v, want NotImplemented", err)
+	_, err := client.Checkpoint(ctx, &taskAPI.CheckpointTaskRequest{ID: "x"})
+	if status.Code(err) != codes.Unimplemented {
+		t.Errorf("Checkpoint: %v, want codes.Unimplemented", err)
 	}
-	resp, err := s.Connect(ctx, &taskAPI.ConnectRequest{ID: "x"})
+	resp, err := client.Connect(ctx, &taskAPI.ConnectRequest{ID: "x"})
 	if err != nil || resp.ShimPid != uint32(os.Getpid()) {
 		t.Errorf("Connect: %v %v", resp, err)
 	}
@@ -85,8 +95,8 @@ func TestCreateRefusedLeavesNothing(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err := createT1(t, s, bundle, state, filepath.Join(dir, "cache"))
-	if code := status.Code(err); err == nil || code == codes.Unimplemented || !errdefs.IsInvalidArgument(errgrpc.ToNative(err)) {
+	err := createT1(t, newTestClient(t, s), bundle, state, filepath.Join(dir, "cache"))
+	if code := status.Code(err); err == nil || code != codes.InvalidArgument {
 		t.Fatalf("Create with kernel=bogus: %v (code %v), want InvalidArgument", err, code)
 	}
 	ents, _ := os.ReadDir(bundle)
@@ -131,7 +141,7 @@ func TestCreateBadBundle(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			err := createT1(t, s, bundle, state, filepath.Join(dir, "cache"))
+			err := createT1(t, newTestClient(t, s), bundle, state, filepath.Join(dir, "cache"))
 			if err == nil || status.Code(err) == codes.Unimplemented || !strings.Contains(err.Error(), "config.json") {
 				t.Fatalf("Create: %v, want an error naming config.json", err)
 			}
@@ -142,15 +152,16 @@ func TestCreateBadBundle(t *testing.T) {
 	}
 }
 
-// createT1 asks s to create task "t1" from bundle, with a shim config (as
-// CRI's runtime options) that sets only the state and cache directories.
-func createT1(t *testing.T, s *service, bundle, state, cache string) error {
+// createT1 asks the task API (over ttrpc, as containerd does) to create
+// task "t1" from bundle, with a shim config (as CRI's runtime options) that
+// sets only the state and cache directories.
+func createT1(t *testing.T, api taskAPI.TTRPCTaskService, bundle, state, cache string) error {
 	t.Helper()
 	opts, err := typeurl.MarshalAnyToProto(&runtimeoptions.Options{ConfigBody: []byte("state_dir = \"" + state + "\"\ncache_dir = \"" + cache + "\"\n")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := namespaces.WithNamespace(context.Background(), "test")
-	_, err = s.Create(ctx, &taskAPI.CreateTaskRequest{ID: "t1", Bundle: bundle, Options: opts})
+	_, err = api.Create(ctx, &taskAPI.CreateTaskRequest{ID: "t1", Bundle: bundle, Options: opts})
 	return err
 }

@@ -1,0 +1,315 @@
+package task
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+
+	eventstypes "github.com/containerd/containerd/api/events"
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/boxlite/boxlite-shim/config"
+	"github.com/boxlite/boxlite-shim/runtime/agent"
+	"github.com/boxlite/boxlite-shim/runtime/agent/api"
+	"github.com/boxlite/boxlite-shim/runtime/sandbox"
+	"github.com/boxlite/boxlite-shim/runtime/stdio"
+)
+
+func readSpec(bundle string) (*specs.Spec, error) {
+	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("read bundle spec: %w", err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return nil, fmt.Errorf("parse %s: %v: %w", filepath.Join(bundle, "config.json"), err, errdefs.ErrInvalidArgument)
+	}
+	return &spec, nil
+}
+
+// createError is the error a failed Create returns. Unimplemented must not
+// come back from Create: containerd 2.4 takes it for an API mismatch and
+// retries on task v2, which hides the message; a NotImplemented error is
+// therefore made a FailedPrecondition here, before the interceptor maps it
+// to a gRPC code.
+func createError(err error) error {
+	if errdefs.IsNotImplemented(err) {
+		err = fmt.Errorf("%s: %w", err.Error(), errdefs.ErrFailedPrecondition)
+	}
+	return fmt.Errorf("boxlite: create: %w", err)
+}
+
+// Create boots the sandbox's VM and creates the container in it, or, for a
+// container of a CRI pod whose sandbox runs in this shim, creates it in the
+// running VM.
+func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *taskAPI.CreateTaskResponse, retErr error) {
+	if r.Checkpoint != "" {
+		return nil, createError(fmt.Errorf("restoring from a checkpoint: %w", errdefs.ErrNotImplemented))
+	}
+	spec, err := readSpec(r.Bundle)
+	if err != nil {
+		return nil, createError(err)
+	}
+	s.createMu.Lock()
+	defer s.createMu.Unlock()
+	s.mu.Lock()
+	sb, exists := s.sb, s.containers[r.ID] != nil
+	n := len(s.containers)
+	s.mu.Unlock()
+	if exists {
+		return nil, createError(fmt.Errorf("task %s: %w", r.ID, errdefs.ErrAlreadyExists))
+	}
+	ctype := spec.Annotations[sandbox.AnnotationContainerType]
+	if sb != nil || n > 0 {
+		return s.join(ctx, r, spec, sb)
+	}
+	if ctype == sandbox.ContainerTypeContainer {
+		return nil, createError(fmt.Errorf("container %s of pod %s: the pod's sandbox does not run in this shim (create the pod's sandbox first): %w", r.ID, spec.Annotations[sandbox.AnnotationSandboxID], errdefs.ErrFailedPrecondition))
+	}
+
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return nil, createError(err)
+	}
+	cfg, err := config.LoadFromOptions(r.Options)
+	if err != nil {
+		return nil, createError(fmt.Errorf("configuration: %w", err))
+	}
+	netns, err := sandboxNetNS(r.ID, spec, ctype == sandbox.ContainerTypeSandbox)
+	if err != nil {
+		return nil, createError(err)
+	}
+	sb, err = sandbox.Prepare(ctx, sandbox.Options{
+		Namespace: ns, ID: r.ID, Config: cfg, Annotations: spec.Annotations, Bundle: r.Bundle, Reaper: s.reaper, NetNS: netns,
+		CgroupsPath: podCgroupsPath(spec, ctype),
+	})
+	if err != nil {
+		return nil, createError(err)
+	}
+	defer func() {
+		if retErr != nil {
+			if err := sb.Stop(context.WithoutCancel(ctx)); err != nil {
+				log.G(ctx).WithError(err).Error("cleaning up after a failed create")
+			}
+		}
+	}()
+	if err := guestSpec(r.ID, spec, 0); err != nil {
+		return nil, createError(err)
+	}
+	paths, pipes, rootfs, err := containerFiles(ctx, r, spec, sb)
+	if err != nil {
+		return nil, createError(err)
+	}
+	defer onFailure(&retErr, pipes.Close)
+	if err := sb.Boot(ctx); err != nil {
+		return nil, createError(err)
+	}
+	res, att, err := sb.Agent().Create(ctx, r.ID, spec, rootfs, pipes.IO())
+	if err != nil {
+		return nil, createError(fmt.Errorf("task %s: creating the container in the guest: %w", r.ID, err))
+	}
+	c := newContainer(ctx, r, paths, pipes, att, res)
+
+	evCtx, cancel := context.WithCancel(s.ctx)
+	evs := newAgentEvents()
+	s.mu.Lock()
+	s.sb, s.sbEvents, s.sbCancel, s.sbCfg = sb, evs, cancel, cfg
+	s.containers[r.ID] = c
+	s.mu.Unlock()
+	go evs.follow(evCtx, sb.Agent(), s.queue)
+	go s.watchSandbox(sb)
+
+	s.sendCreate(r, res.Pid)
+	return &taskAPI.CreateTaskResponse{Pid: res.Pid}, nil
+}
+
+func (s *service) sendCreate(r *taskAPI.CreateTaskRequest, pid uint32) {
+	s.send(&eventstypes.TaskCreate{
+		ContainerID: r.ID,
+		Bundle:      r.Bundle,
+		Rootfs:      r.Rootfs,
+		IO:          &eventstypes.TaskIO{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal},
+		Pid:         pid,
+	})
+}
+
+// join creates a container of the pod whose sandbox (VM) runs in this shim.
+func (s *service) join(ctx context.Context, r *taskAPI.CreateTaskRequest, spec *specs.Spec, sb *sandbox.Sandbox) (_ *taskAPI.CreateTaskResponse, retErr error) {
+	ann := spec.Annotations
+	if sb == nil {
+		return nil, createError(fmt.Errorf("task %s: this shim's sandbox has ended: %w", r.ID, errdefs.ErrFailedPrecondition))
+	}
+	if ann[sandbox.AnnotationContainerType] != sandbox.ContainerTypeContainer || ann[sandbox.AnnotationSandboxID] != sb.ID {
+		return nil, createError(fmt.Errorf("task %s: this shim already runs sandbox %s; only containers of that pod (annotations %s=%s, %s=%s) can join it: %w",
+			r.ID, sb.ID, sandbox.AnnotationContainerType, sandbox.ContainerTypeContainer, sandbox.AnnotationSandboxID, sb.ID, errdefs.ErrFailedPrecondition))
+	}
+	s.mu.Lock()
+	cfg := s.sbCfg
+	sbc := s.containers[sb.ID]
+	s.mu.Unlock()
+	if err := cfg.CheckAnnotations(ann); err != nil {
+		return nil, createError(fmt.Errorf("container %s: %w", r.ID, err))
+	}
+	if err := sameAsSandbox(r.ID, ann, sb); err != nil {
+		return nil, createError(err)
+	}
+	var sandboxPid uint32
+	if sbc != nil {
+		sandboxPid = sbc.init.state().pid
+	}
+	if err := guestSpec(r.ID, spec, sandboxPid); err != nil {
+		return nil, createError(err)
+	}
+	ac, err := s.agentClient()
+	if err != nil {
+		return nil, createError(err)
+	}
+	defer func() {
+		if retErr != nil {
+			if err := sb.UnmountRootfs(r.ID); err != nil {
+				log.G(ctx).WithError(err).Error("cleaning up after a failed create")
+			}
+		}
+	}()
+	paths, pipes, rootfs, err := containerFiles(ctx, r, spec, sb)
+	if err != nil {
+		return nil, createError(err)
+	}
+	defer onFailure(&retErr, pipes.Close)
+	res, att, err := ac.Create(ctx, r.ID, spec, rootfs, pipes.IO())
+	if err != nil {
+		return nil, createError(fmt.Errorf("task %s: creating the container in pod %s's VM: %w", r.ID, sb.ID, err))
+	}
+	c := newContainer(ctx, r, paths, pipes, att, res)
+	s.mu.Lock()
+	s.containers[r.ID] = c
+	s.mu.Unlock()
+	s.sendCreate(r, res.Pid)
+	return &taskAPI.CreateTaskResponse{Pid: res.Pid}, nil
+}
+
+// containerFiles makes what a new container needs on the host before the
+// agent is asked to create it: the spec's host mounts shared into the guest
+// root, the task's stdio opened, its rootfs mounted under the guest root
+// (the guest path is returned). On error the stdio is closed; the mounts
+// are the caller's to undo (UnmountRootfs, or the sandbox's Stop).
+func containerFiles(ctx context.Context, r *taskAPI.CreateTaskRequest, spec *specs.Spec, sb *sandbox.Sandbox) (stdio.Paths, *stdio.Pipes, string, error) {
+	paths := stdio.Paths{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
+	if err := sb.ShareMounts(r.ID, spec); err != nil {
+		return paths, nil, "", err
+	}
+	pipes, err := stdio.Open(ctx, paths)
+	if err != nil {
+		return paths, nil, "", fmt.Errorf("task %s: %w", r.ID, err)
+	}
+	rootfs, err := sb.MountRootfs(r.ID, mount.FromProto(r.Rootfs))
+	if err != nil {
+		pipes.Close()
+		return paths, nil, "", err
+	}
+	return paths, pipes, rootfs, nil
+}
+
+// onFailure runs undo if *errp holds an error: deferred with a function's
+// named error, it undoes a step of the function if the function fails.
+func onFailure(errp *error, undo func()) {
+	if *errp != nil {
+		undo()
+	}
+}
+
+// newContainer is the shim's record of a container the agent has created.
+func newContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, paths stdio.Paths, pipes *stdio.Pipes, att *agent.Attached, res *api.CreateContainerResponse) *container {
+	for _, w := range res.Warnings {
+		log.G(ctx).WithField("id", r.ID).Warn(w)
+	}
+	return &container{id: r.ID, bundle: r.Bundle, init: newInit(r.ID, paths, pipes, att, res.Pid), execs: map[string]*process{}}
+}
+
+// sameAsSandbox refuses a joining container's io.boxlite.* annotations that
+// ask for a VM other than the one running: only the sandbox's annotations
+// choose the kernel and the VM's size.
+func sameAsSandbox(id string, ann map[string]string, sb *sandbox.Sandbox) error {
+	if v, ok := ann[config.AnnotationKernel]; ok && v != string(sb.Kernel.Name) {
+		return fmt.Errorf("container %s asks for kernel %q (annotation %s), but its pod %s runs the %q kernel: only the pod sandbox's annotations choose the kernel; set %s on the pod, or remove it from the container: %w",
+			id, v, config.AnnotationKernel, sb.ID, sb.Kernel.Name, config.AnnotationKernel, errdefs.ErrInvalidArgument)
+	}
+	res := sb.Resources()
+	for key, have := range map[string]int{config.AnnotationCPUs: res.CPUs, config.AnnotationMemory: res.MemoryMiB} {
+		if v, ok := ann[key]; ok && v != strconv.Itoa(have) {
+			return fmt.Errorf("container %s asks for %s=%s, but its pod %s's VM has %d: only the pod sandbox's annotations size the VM: %w",
+				id, key, v, sb.ID, have, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+// sandboxNetNS is the network namespace a new sandbox's VMM runs in: the
+// path in the sandbox container's spec (a CRI pod's, that CNI prepared). A
+// CRI pod sandbox without one is a host-network pod, which a VM cannot give.
+func sandboxNetNS(id string, spec *specs.Spec, pod bool) (string, error) {
+	if spec.Linux != nil {
+		for _, ns := range spec.Linux.Namespaces {
+			if ns.Type == specs.NetworkNamespace {
+				if ns.Path == "" && pod {
+					break
+				}
+				return ns.Path, nil
+			}
+		}
+	}
+	if pod {
+		return "", fmt.Errorf("pod %s uses the host's network (hostNetwork: true, or no network namespace in the sandbox's spec): a micro-VM pod cannot share the host's network namespace; run it with another runtime class: %w", id, errdefs.ErrInvalidArgument)
+	}
+	return "", nil
+}
+
+// podCgroupsPath is the host cgroup of a pod sandbox's VMM: the sandbox
+// container's cgroupsPath, where runc would put the pause process.
+func podCgroupsPath(spec *specs.Spec, ctype string) string {
+	if ctype != sandbox.ContainerTypeSandbox || spec.Linux == nil {
+		return ""
+	}
+	return spec.Linux.CgroupsPath
+}
+
+// procNS matches the namespace paths CRI gives a pod's containers: those of
+// the sandbox's init, /proc/<pid>/ns/<type>.
+var procNS = regexp.MustCompile(`^/proc/([0-9]+)/ns/[a-z]+$`)
+
+// guestSpec rewrites spec's namespaces for the guest: a network namespace
+// given by a host path is the VM's own (the VMM runs in it), so the guest
+// process stays in the guest's; namespaces of the pod's sandbox
+// (/proc/<sandboxPid>/ns/...) are the guest's PIDs already, and are kept;
+// any other host path cannot be joined from the guest and is refused.
+func guestSpec(id string, spec *specs.Spec, sandboxPid uint32) error {
+	if spec.Linux == nil {
+		return nil
+	}
+	var out []specs.LinuxNamespace
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Path == "" {
+			out = append(out, ns)
+			continue
+		}
+		if m := procNS.FindStringSubmatch(ns.Path); m != nil && sandboxPid != 0 && m[1] == strconv.FormatUint(uint64(sandboxPid), 10) {
+			out = append(out, ns)
+			continue
+		}
+		if ns.Type == specs.NetworkNamespace {
+			continue // the VM's (the VMM runs in it): the guest's own
+		}
+		return fmt.Errorf("container %s: %s namespace %s is a host namespace the guest cannot join: %w", id, ns.Type, ns.Path, errdefs.ErrInvalidArgument)
+	}
+	spec.Linux.Namespaces = out
+	return nil
+}
