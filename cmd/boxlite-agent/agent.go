@@ -225,10 +225,9 @@ func (a *agent) createContainer(req *api.CreateContainerRequest) (*api.CreateCon
 		Spec:        &spec,
 		Rootfs:      rootfs,
 		NewNS:       newNS,
-		pidNS:       pidNS,
 	}
 	sys := &syscall.SysProcAttr{Cloneflags: cloneFlags}
-	if err := a.startChild(p, childInitCmd, cfg, sys); err != nil {
+	if err := a.startChild(p, childInitCmd, cfg, pidNS, sys); err != nil {
 		p.abandon()
 		return fail(err)
 	}
@@ -298,8 +297,9 @@ func childError(what string, m syncMsg, err error, p *process) error {
 }
 
 // startChild forks a child subcommand for p with the fd layout of child.go.
-// The child is placed into the container's cgroup as it is created.
-func (a *agent) startChild(p *process, cmd string, cfg *childConfig, sys *syscall.SysProcAttr) error {
+// The child is placed into the container's cgroup as it is created, and
+// forked into the PID namespace at pidNS when that is not "".
+func (a *agent) startChild(p *process, cmd string, cfg *childConfig, pidNS string, sys *syscall.SysProcAttr) error {
 	files, err := p.makeStdio()
 	if err != nil {
 		return err
@@ -344,8 +344,8 @@ func (a *agent) startChild(p *process, cmd string, cfg *childConfig, sys *syscal
 	}
 	fork := func() (int, error) { return a.reaper.forkExec(a.self, []string{a.self, cmd}, attr, onExit) }
 	var pid int
-	if cfg.pidNS != "" {
-		pid, err = forkInPIDNamespace(cfg.pidNS, fork)
+	if pidNS != "" {
+		pid, err = forkInPIDNamespace(pidNS, fork)
 	} else {
 		pid, err = fork()
 	}
@@ -480,7 +480,7 @@ func (a *agent) startExec(c *container, execID string, procJSON []byte, stdio *a
 		join = append(join, nsJoin{Type: string(t), Path: path})
 	}
 	cfg := &childConfig{ContainerID: c.id, Process: &proc, Terminal: stdio.Terminal, Join: join}
-	if err := a.startChild(p, childExecCmd, cfg, &syscall.SysProcAttr{}); err != nil {
+	if err := a.startChild(p, childExecCmd, cfg, "", &syscall.SysProcAttr{}); err != nil {
 		return fail(err)
 	}
 	defer p.sync.Close()

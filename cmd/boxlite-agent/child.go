@@ -50,9 +50,6 @@ type childConfig struct {
 	Spec        *specs.Spec     `json:"spec,omitempty"`   // init: mounts, hostname, paths, sysctl
 	Rootfs      string          `json:"rootfs,omitempty"` // init
 	NewNS       map[string]bool `json:"new_ns,omitempty"` // init: namespaces made by clone
-	// pidNS is the PID namespace the init is forked into (the agent's
-	// business, not the child's).
-	pidNS string
 }
 
 func childMain(mode string) int {
