@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/boxlite/boxlite-shim/runtime/agent/api"
+	"github.com/boxlite/boxlite-shim/runtime/guest/jail"
 )
 
 // outputGrace is how long, after a process exits, its output streams may stay
@@ -154,10 +155,10 @@ func (a *agent) createContainer(req *api.CreateContainerRequest) (*api.CreateCon
 	cloneFlags := uintptr(0)
 	newNS := map[string]bool{}
 	pidNS := ""
-	var join []nsJoin
+	var join []jail.Namespace
 	if spec.Linux != nil {
 		for _, ns := range spec.Linux.Namespaces {
-			flag, ok := nsFlags[ns.Type]
+			flag, ok := jail.CloneFlag(ns.Type)
 			if !ok {
 				return nil, fmt.Errorf("namespace %q: %w", ns.Type, errdefs.ErrInvalidArgument)
 			}
@@ -177,7 +178,7 @@ func (a *agent) createContainer(req *api.CreateContainerRequest) (*api.CreateCon
 			case ns.Type == specs.MountNamespace:
 				return nil, fmt.Errorf("joining a %s namespace by path (%s) is not supported: %w", ns.Type, ns.Path, errdefs.ErrNotImplemented)
 			default:
-				join = append(join, nsJoin{Type: string(ns.Type), Path: ns.Path})
+				join = append(join, jail.Namespace{Type: string(ns.Type), Path: ns.Path})
 			}
 		}
 	}
@@ -217,7 +218,7 @@ func (a *agent) createContainer(req *api.CreateContainerRequest) (*api.CreateCon
 	c.cgroup = dir
 
 	p := newProcess(c, "", stdio)
-	cfg := &childConfig{
+	cfg := &jail.Config{
 		ContainerID: req.Id,
 		Process:     spec.Process,
 		Terminal:    stdio.Terminal,
@@ -227,13 +228,13 @@ func (a *agent) createContainer(req *api.CreateContainerRequest) (*api.CreateCon
 		NewNS:       newNS,
 	}
 	sys := &syscall.SysProcAttr{Cloneflags: cloneFlags}
-	if err := a.startChild(p, childInitCmd, cfg, pidNS, sys); err != nil {
+	if err := a.startChild(p, jail.InitCmd, cfg, pidNS, sys); err != nil {
 		p.abandon()
 		return fail(err)
 	}
 	// Wait for "ready" (after the PTY, if any).
 	for {
-		m, fd, err := p.sync.recv(syncTimeout)
+		m, fd, err := p.sync.Recv(syncTimeout)
 		if err == nil && m.Type == "pty" && fd >= 0 {
 			p.setPty(fd)
 			continue
@@ -277,7 +278,7 @@ func unenforced(spec *specs.Spec) []string {
 }
 
 // childError explains why a child did not get to where it should have.
-func childError(what string, m syncMsg, err error, p *process) error {
+func childError(what string, m jail.Msg, err error, p *process) error {
 	if err == nil && m.Type == "error" {
 		return fmt.Errorf("%s: %s", what, m.Error)
 	}
@@ -299,7 +300,7 @@ func childError(what string, m syncMsg, err error, p *process) error {
 // startChild forks a child subcommand for p with the fd layout of child.go.
 // The child is placed into the container's cgroup as it is created, and
 // forked into the PID namespace at pidNS when that is not "".
-func (a *agent) startChild(p *process, cmd string, cfg *childConfig, pidNS string, sys *syscall.SysProcAttr) error {
+func (a *agent) startChild(p *process, cmd string, cfg *jail.Config, pidNS string, sys *syscall.SysProcAttr) error {
 	files, err := p.makeStdio()
 	if err != nil {
 		return err
@@ -314,7 +315,7 @@ func (a *agent) startChild(p *process, cmd string, cfg *childConfig, pidNS strin
 		return err
 	}
 	defer cfgR.Close()
-	syncConn, syncChild, err := newSyncPair()
+	syncConn, syncChild, err := jail.NewSyncPair()
 	if err != nil {
 		cfgW.Close()
 		return err
@@ -339,7 +340,7 @@ func (a *agent) startChild(p *process, cmd string, cfg *childConfig, pidNS strin
 		Sys:   sys,
 	}
 	onExit := p.onExit
-	if cmd == childExecCmd {
+	if cmd == jail.ExecCmd {
 		onExit = p.onHelperExit
 	}
 	fork := func() (int, error) { return a.reaper.forkExec(a.self, []string{a.self, cmd}, attr, onExit) }
@@ -353,7 +354,7 @@ func (a *agent) startChild(p *process, cmd string, cfg *childConfig, pidNS strin
 		cfgW.Close()
 		return fmt.Errorf("start %s: %w", cmd, err)
 	}
-	if cmd == childInitCmd {
+	if cmd == jail.InitCmd {
 		p.pidv.Store(int32(pid))
 	} else {
 		a.mu.Lock()
@@ -384,10 +385,10 @@ func (a *agent) startInit(c *container) (int, error) {
 	defer func() {
 		p.sync.Close()
 	}()
-	if err := p.sync.send(syncMsg{Type: "start"}); err != nil {
+	if err := p.sync.Send(jail.Msg{Type: "start"}); err != nil {
 		return 0, fmt.Errorf("start container %s: %w", c.id, err)
 	}
-	m, _, err := p.sync.recv(syncTimeout)
+	m, _, err := p.sync.Recv(syncTimeout)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return 0, fmt.Errorf("start container %s: no answer from its init in %s", c.id, syncTimeout)
 	}
@@ -470,22 +471,22 @@ func (a *agent) startExec(c *container, execID string, procJSON []byte, stdio *a
 	p.started = true
 	p.mu.Unlock()
 
-	var join []nsJoin
+	var join []jail.Namespace
 	for _, t := range []specs.LinuxNamespaceType{specs.IPCNamespace, specs.UTSNamespace, specs.NetworkNamespace, specs.PIDNamespace, specs.CgroupNamespace, specs.MountNamespace} {
 		name := nsProcName[t]
 		path := fmt.Sprintf("/proc/%d/ns/%s", init.pid(), name)
 		if sameNamespace(path, "/proc/self/ns/"+name) {
 			continue
 		}
-		join = append(join, nsJoin{Type: string(t), Path: path})
+		join = append(join, jail.Namespace{Type: string(t), Path: path})
 	}
-	cfg := &childConfig{ContainerID: c.id, Process: &proc, Terminal: stdio.Terminal, Join: join}
-	if err := a.startChild(p, childExecCmd, cfg, "", &syscall.SysProcAttr{}); err != nil {
+	cfg := &jail.Config{ContainerID: c.id, Process: &proc, Terminal: stdio.Terminal, Join: join}
+	if err := a.startChild(p, jail.ExecCmd, cfg, "", &syscall.SysProcAttr{}); err != nil {
 		return fail(err)
 	}
 	defer p.sync.Close()
 	for {
-		m, fd, err := p.sync.recv(syncTimeout)
+		m, fd, err := p.sync.Recv(syncTimeout)
 		if err == nil && m.Type == "pty" && fd >= 0 {
 			p.setPty(fd)
 			continue
@@ -495,7 +496,7 @@ func (a *agent) startExec(c *container, execID string, procJSON []byte, stdio *a
 			// have been reaped by us yet.
 			p.pidv.Store(int32(m.Pid))
 			a.reaper.register(m.Pid, p.onExit)
-			_ = p.sync.send(syncMsg{Type: "ack"})
+			_ = p.sync.Send(jail.Msg{Type: "ack"})
 			break
 		}
 		if p.helper > 0 {

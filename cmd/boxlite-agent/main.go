@@ -40,15 +40,16 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/boxlite/boxlite-shim/runtime/guest/jail"
 	"github.com/boxlite/boxlite-shim/runtime/podnet"
 )
 
 func main() {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
-		case childInitCmd, childExecCmd:
+		case jail.InitCmd, jail.ExecCmd:
 			runtime.LockOSThread()
-			os.Exit(childMain(os.Args[1]))
+			os.Exit(jail.Main(os.Args[1]))
 		}
 	}
 	log.SetFlags(log.Lmicroseconds)

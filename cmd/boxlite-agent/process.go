@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/boxlite/boxlite-shim/runtime/agent/api"
+	"github.com/boxlite/boxlite-shim/runtime/guest/jail"
 )
 
 // process is the container's init (execID "") or an exec process.
@@ -26,7 +27,7 @@ type process struct {
 	helper       int          // exec: the exec-process helper's PID
 	helperExited chan struct{}
 	helperStatus int
-	sync         *syncConn // until started
+	sync         *jail.Conn // until started
 
 	// The agent's ends of the process's stdio.
 	stdinW  *os.File // pipe to stdin (non-terminal)

@@ -1,4 +1,4 @@
-package main
+package jail
 
 import (
 	"errors"
@@ -15,7 +15,7 @@ import (
 // mount tree private, mounts the spec's mounts under the rootfs, creates
 // device nodes, pivots into the rootfs and applies the spec's masked and
 // read-only paths, sysctls and hostname.
-func setupContainer(cfg *childConfig) error {
+func setupContainer(cfg *Config) error {
 	spec := cfg.Spec
 	if spec == nil {
 		return errors.New("no spec")

@@ -1,4 +1,4 @@
-package main
+package jail
 
 import (
 	"encoding/json"
@@ -17,7 +17,7 @@ import (
 
 // The hidden subcommands that start container processes. The agent runs them
 // with fds 0-2 = the process's stdio (unused with a terminal), 3 = a pipe with
-// the childConfig (JSON), 4 = the sync socket (syncmsg.go).
+// the Config (JSON), 4 = the sync socket (syncmsg.go).
 //
 // init-container: started by the agent already in the container's new
 // namespaces (clone flags) and cgroup; it joins the namespaces given by path,
@@ -33,34 +33,41 @@ import (
 // the program's PID and exits when the agent acknowledges it; the program is
 // then reparented to the agent, which reaps it.
 const (
-	childInitCmd = "init-container"
-	childExecCmd = "exec-process"
+	InitCmd = "init-container"
+	ExecCmd = "exec-process"
 )
 
-type nsJoin struct {
+// Namespace is an existing namespace for the child to join.
+type Namespace struct {
 	Type string `json:"type"` // specs.LinuxNamespaceType
 	Path string `json:"path"`
 }
 
-type childConfig struct {
+// Config is what the agent tells a child, on fd 3.
+type Config struct {
 	ContainerID string          `json:"container_id"`
 	Process     *specs.Process  `json:"process"`
 	Terminal    bool            `json:"terminal"`
-	Join        []nsJoin        `json:"join,omitempty"`
+	Join        []Namespace     `json:"join,omitempty"`
 	Spec        *specs.Spec     `json:"spec,omitempty"`   // init: mounts, hostname, paths, sysctl
 	Rootfs      string          `json:"rootfs,omitempty"` // init
 	NewNS       map[string]bool `json:"new_ns,omitempty"` // init: namespaces made by clone
 }
 
-func childMain(mode string) int {
+// Main runs the subcommand mode (InitCmd or ExecCmd) in the re-executed
+// agent, on its locked main thread. It returns the exit code: 125 after saying
+// on the sync socket why it failed, 1 when the agent went away, and for
+// ExecCmd 0 once the agent acknowledged the program's PID. InitCmd does not
+// return otherwise: it becomes the container's program.
+func Main(mode string) int {
 	unix.CloseOnExec(3)
 	unix.CloseOnExec(4)
 	sync := 4
 	fail := func(err error) int {
-		_ = sendSyncFd(sync, syncMsg{Type: "error", Error: err.Error()}, -1)
+		_ = sendSyncFd(sync, Msg{Type: "error", Error: err.Error()}, -1)
 		return 125
 	}
-	var cfg childConfig
+	var cfg Config
 	if err := json.NewDecoder(os.NewFile(3, "config")).Decode(&cfg); err != nil {
 		return fail(fmt.Errorf("read config: %w", err))
 	}
@@ -71,7 +78,7 @@ func childMain(mode string) int {
 	if err := joinNamespaces(cfg.Join); err != nil {
 		return fail(err)
 	}
-	if mode == childInitCmd {
+	if mode == InitCmd {
 		if err := setupContainer(&cfg); err != nil {
 			return fail(err)
 		}
@@ -83,8 +90,8 @@ func childMain(mode string) int {
 			return fail(fmt.Errorf("terminal: %w", err))
 		}
 	}
-	if mode == childInitCmd {
-		if err := sendSyncFd(sync, syncMsg{Type: "ready"}, -1); err != nil {
+	if mode == InitCmd {
+		if err := sendSyncFd(sync, Msg{Type: "ready"}, -1); err != nil {
 			return 1
 		}
 		m, err := recvSyncFd(sync)
@@ -122,7 +129,7 @@ func childMain(mode string) int {
 	if cwd == "" {
 		cwd = "/"
 	}
-	if mode == childInitCmd {
+	if mode == InitCmd {
 		if pty != nil {
 			if err := takeTerminal(pty); err != nil {
 				return fail(err)
@@ -148,7 +155,7 @@ func childMain(mode string) int {
 	if err != nil {
 		return fail(fmt.Errorf("exec %s: %w", p.Args[0], err))
 	}
-	if err := sendSyncFd(sync, syncMsg{Type: "pid", Pid: pid}, -1); err != nil {
+	if err := sendSyncFd(sync, Msg{Type: "pid", Pid: pid}, -1); err != nil {
 		unix.Kill(pid, unix.SIGKILL)
 		return 1
 	}
@@ -182,7 +189,7 @@ func defaultIgnoredSignals() {
 // joinNamespaces enters existing namespaces on this (locked) thread. The
 // mount namespace goes last, after unsharing the filesystem attributes the
 // Go runtime's threads share.
-func joinNamespaces(join []nsJoin) error {
+func joinNamespaces(join []Namespace) error {
 	type opened struct {
 		fd   int
 		flag int
@@ -226,6 +233,12 @@ func joinNamespaces(join []nsJoin) error {
 	return nil
 }
 
+// CloneFlag is the clone(2) flag that makes a namespace of type t.
+func CloneFlag(t specs.LinuxNamespaceType) (int, bool) {
+	f, ok := nsFlags[t]
+	return f, ok
+}
+
 var nsFlags = map[specs.LinuxNamespaceType]int{
 	specs.PIDNamespace:     unix.CLONE_NEWPID,
 	specs.NetworkNamespace: unix.CLONE_NEWNET,
@@ -264,7 +277,7 @@ func openPty(sync int, size *specs.Box) (*os.File, error) {
 	if size != nil && size.Width > 0 && size.Height > 0 {
 		_ = unix.IoctlSetWinsize(master, unix.TIOCSWINSZ, &unix.Winsize{Row: uint16(size.Height), Col: uint16(size.Width)})
 	}
-	if err := sendSyncFd(sync, syncMsg{Type: "pty"}, master); err != nil {
+	if err := sendSyncFd(sync, Msg{Type: "pty"}, master); err != nil {
 		slave.Close()
 		return nil, fmt.Errorf("send pty master: %w", err)
 	}
