@@ -31,7 +31,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"os"
 	"os/signal"
@@ -40,6 +39,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/boxlite/boxlite-shim/runtime/guest"
 	"github.com/boxlite/boxlite-shim/runtime/guest/jail"
 	"github.com/boxlite/boxlite-shim/runtime/podnet"
 )
@@ -78,7 +78,7 @@ func main() {
 
 	var warnings []string
 	if asInit {
-		warnings = setupGuest()
+		warnings = guest.SetupGuest()
 	}
 	if *network != "" {
 		iface, err := podnet.ReadFile(*network)
@@ -100,11 +100,11 @@ func main() {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGPIPE, syscall.SIGTERM, syscall.SIGINT)
 
-	l, err := listen(uint32(*port))
+	l, err := guest.Listen(uint32(*port))
 	if err != nil {
 		log.Fatalf("listen: %v", err)
 	}
-	a, err := newAgent(*cgroupRoot, warnings)
+	a, err := guest.New(*cgroupRoot, warnings)
 	if err != nil {
 		log.Fatalf("%v", err)
 	}
@@ -112,24 +112,17 @@ func main() {
 		for s := range sigs {
 			if s == syscall.SIGTERM || s == syscall.SIGINT {
 				log.Printf("%v: shutting down", s)
-				a.shutdown()
+				a.Shutdown()
 				unix.Sync()
 				os.Exit(0)
 			}
 			log.Printf("ignoring signal %v", s)
 		}
 	}()
-	log.Printf("serving on %s (port %d), %s, pid %d", l.Addr(), *port, a.environment(), os.Getpid())
-	for _, w := range a.warnings {
+	log.Printf("serving on %s (port %d), %s, pid %d", l.Addr(), *port, a.Environment(), os.Getpid())
+	for _, w := range a.Warnings() {
 		log.Printf("warning: %s", w)
 	}
-	code := a.serve(context.Background(), l)
+	code := a.Serve(context.Background(), l)
 	os.Exit(code)
-}
-
-// closeQuietly closes c, ignoring the error: for cleanup paths.
-func closeQuietly(c io.Closer) {
-	if c != nil {
-		_ = c.Close()
-	}
 }

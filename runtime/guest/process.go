@@ -1,4 +1,4 @@
-package main
+package guest
 
 import (
 	"errors"
@@ -365,5 +365,12 @@ func (p *process) closeAll() {
 	p.closeOutputs()
 	if p.sync != nil {
 		p.sync.Close()
+	}
+}
+
+// closeQuietly closes c, ignoring the error: for cleanup paths.
+func closeQuietly(c io.Closer) {
+	if c != nil {
+		_ = c.Close()
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package guest
 
 import (
 	"encoding/json"
@@ -32,7 +32,9 @@ const outputGrace = 2 * time.Second
 // syncTimeout bounds each step of the handshake with a starting child.
 const syncTimeout = 30 * time.Second
 
-type agent struct {
+// Agent is the guest agent: it runs the pod's containers and serves the agent
+// API.
+type Agent struct {
 	cg       *cgroups
 	reaper   *reaper
 	events   *eventLog
@@ -49,7 +51,7 @@ type agent struct {
 type streamKey struct{ container, exec, stream string }
 
 type container struct {
-	a        *agent
+	a        *Agent
 	id       string
 	spec     *specs.Spec
 	cgroup   string // leaf directory, "" without cgroups
@@ -63,12 +65,14 @@ type container struct {
 	sharedPID bool
 }
 
-func newAgent(cgroupRoot string, warnings []string) (*agent, error) {
+// New makes the agent, its containers' cgroups going under cgroupRoot;
+// warnings (from SetupGuest) are reported with its own by Info.
+func New(cgroupRoot string, warnings []string) (*Agent, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find own executable: %w", err)
 	}
-	a := &agent{
+	a := &Agent{
 		cg:         newCgroups(cgroupRoot),
 		reaper:     newReaper(),
 		events:     newEventLog(),
@@ -82,7 +86,9 @@ func newAgent(cgroupRoot string, warnings []string) (*agent, error) {
 	return a, nil
 }
 
-func (a *agent) environment() string {
+// Environment says where the agent runs: "vm", or on the host under the
+// libkrun test double.
+func (a *Agent) Environment() string {
 	if a.onHost {
 		return "host (libkrun test double)"
 	}
@@ -91,6 +97,9 @@ func (a *agent) environment() string {
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 
+// Warnings lists what the agent could not set up (cgroups, init mounts).
+func (a *Agent) Warnings() []string { return a.warnings }
+
 func validID(kind, id string) error {
 	if !idPattern.MatchString(id) {
 		return fmt.Errorf("%s id %q: want [A-Za-z0-9][A-Za-z0-9_.-]*, at most 128 characters: %w", kind, id, errdefs.ErrInvalidArgument)
@@ -98,7 +107,7 @@ func validID(kind, id string) error {
 	return nil
 }
 
-func (a *agent) container(id string) (*container, error) {
+func (a *Agent) container(id string) (*container, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	c := a.containers[id]
@@ -108,7 +117,7 @@ func (a *agent) container(id string) (*container, error) {
 	return c, nil
 }
 
-func (a *agent) process(containerID, execID string) (*container, *process, error) {
+func (a *Agent) process(containerID, execID string) (*container, *process, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	c := a.containers[containerID]
@@ -127,7 +136,7 @@ func (a *agent) process(containerID, execID string) (*container, *process, error
 
 // createContainer prepares a container and its init process, which waits
 // for startInit.
-func (a *agent) createContainer(req *api.CreateContainerRequest) (*api.CreateContainerResponse, error) {
+func (a *Agent) createContainer(req *api.CreateContainerRequest) (*api.CreateContainerResponse, error) {
 	if err := validID("container", req.Id); err != nil {
 		return nil, err
 	}
@@ -300,7 +309,7 @@ func childError(what string, m jail.Msg, err error, p *process) error {
 // startChild forks a child subcommand for p with the fd layout of child.go.
 // The child is placed into the container's cgroup as it is created, and
 // forked into the PID namespace at pidNS when that is not "".
-func (a *agent) startChild(p *process, cmd string, cfg *jail.Config, pidNS string, sys *syscall.SysProcAttr) error {
+func (a *Agent) startChild(p *process, cmd string, cfg *jail.Config, pidNS string, sys *syscall.SysProcAttr) error {
 	files, err := p.makeStdio()
 	if err != nil {
 		return err
@@ -369,7 +378,7 @@ func (a *agent) startChild(p *process, cmd string, cfg *jail.Config, pidNS strin
 }
 
 // startInit lets a created container's init exec its program.
-func (a *agent) startInit(c *container) (int, error) {
+func (a *Agent) startInit(c *container) (int, error) {
 	p := c.init
 	p.mu.Lock()
 	if p.started {
@@ -407,7 +416,7 @@ func (a *agent) startInit(c *container) (int, error) {
 }
 
 // startExec starts a new process in a running container.
-func (a *agent) startExec(c *container, execID string, procJSON []byte, stdio *api.StdioConfig) (int, error) {
+func (a *Agent) startExec(c *container, execID string, procJSON []byte, stdio *api.StdioConfig) (int, error) {
 	if err := validID("exec", execID); err != nil {
 		return 0, err
 	}
@@ -528,7 +537,7 @@ func sameNamespace(a, b string) bool {
 // exec process that is not started yet. On success the caller answers "ok"
 // and then calls start. Everything StartProcess checks is recorded before the
 // answer, so a client that got "ok" may start the process at once.
-func (a *agent) attachStream(h api.StdioHeader, conn net.Conn) (start func(), err error) {
+func (a *Agent) attachStream(h api.StdioHeader, conn net.Conn) (start func(), err error) {
 	a.mu.Lock()
 	c := a.containers[h.Container]
 	if c == nil || c.deleting || (c.init == nil && h.Exec == "") {
@@ -561,7 +570,7 @@ func (a *agent) attachStream(h api.StdioHeader, conn net.Conn) (start func(), er
 }
 
 // checkOOMByID is the OOM watcher's callback.
-func (a *agent) checkOOMByID(id string) {
+func (a *Agent) checkOOMByID(id string) {
 	a.mu.Lock()
 	c := a.containers[id]
 	a.mu.Unlock()
@@ -571,7 +580,7 @@ func (a *agent) checkOOMByID(id string) {
 }
 
 // checkOOM emits an OOM event when the container's oom_kill count went up.
-func (a *agent) checkOOM(c *container) {
+func (a *Agent) checkOOM(c *container) {
 	c.oomMu.Lock()
 	defer c.oomMu.Unlock()
 	n := oomKills(c.cgroup)
@@ -584,7 +593,7 @@ func (a *agent) checkOOM(c *container) {
 
 // pids lists the container's processes: its cgroup's, or without one, the
 // processes in its init's PID namespace.
-func (a *agent) pids(c *container) ([]int, error) {
+func (a *Agent) pids(c *container) ([]int, error) {
 	if c.cgroup != "" {
 		return cgroupPids(c.cgroup)
 	}
@@ -630,7 +639,7 @@ func mapValues(m map[string]*process) []*process {
 }
 
 // signalAll signals every process of the container.
-func (a *agent) signalAll(c *container, sig unix.Signal) error {
+func (a *Agent) signalAll(c *container, sig unix.Signal) error {
 	pids, err := a.pids(c)
 	if err != nil {
 		return err
@@ -648,7 +657,7 @@ func (a *agent) signalAll(c *container, sig unix.Signal) error {
 
 // deleteContainer removes a container; with force (or if it was never
 // started) its processes are killed first.
-func (a *agent) deleteContainer(id string, force bool) error {
+func (a *Agent) deleteContainer(id string, force bool) error {
 	c, err := a.container(id)
 	if err != nil {
 		return err
@@ -714,8 +723,8 @@ func (a *agent) deleteContainer(id string, force bool) error {
 	return cgErr
 }
 
-// shutdown kills and deletes every container.
-func (a *agent) shutdown() {
+// Shutdown kills and deletes every container.
+func (a *Agent) Shutdown() {
 	a.mu.Lock()
 	var ids []string
 	for id, c := range a.containers {
