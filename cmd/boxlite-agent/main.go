@@ -23,8 +23,12 @@
 // the orphans of its containers still come back to it.
 //
 // Containers are started through re-executions of this binary: the hidden
-// subcommands "init-container" and "exec-process" (see child.go) prepare a
-// process in the container's namespaces and then exec the container's program.
+// subcommands "init-container" and "exec-process" (package
+// runtime/guest/jail) prepare a process in the container's namespaces and then
+// exec the container's program.
+//
+// This file is wiring only: flags, init mode, signals, the listener and the
+// re-exec dispatch. What the agent does is in runtime/guest.
 package main
 
 import (

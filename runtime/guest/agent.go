@@ -306,7 +306,7 @@ func childError(what string, m jail.Msg, err error, p *process) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
-// startChild forks a child subcommand for p with the fd layout of child.go.
+// startChild forks a child subcommand for p with the fd layout of jail.Main.
 // The child is placed into the container's cgroup as it is created, and
 // forked into the PID namespace at pidNS when that is not "".
 func (a *Agent) startChild(p *process, cmd string, cfg *jail.Config, pidNS string, sys *syscall.SysProcAttr) error {
