@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -20,10 +19,10 @@ var defaultDeviceList = []device{
 }
 
 // defaultDevices fills a fresh /dev tmpfs the way runc does.
-func defaultDevices(rootfs string) error {
+func defaultDevices(root *os.File) error {
 	for _, d := range defaultDeviceList {
 		mode := os.FileMode(0o666)
-		if err := makeDevice(rootfs, specs.LinuxDevice{Path: "/dev/" + d.name, Type: "c", Major: int64(d.major), Minor: int64(d.minor), FileMode: &mode}); err != nil {
+		if err := makeDevice(root, specs.LinuxDevice{Path: "/dev/" + d.name, Type: "c", Major: int64(d.major), Minor: int64(d.minor), FileMode: &mode}); err != nil {
 			return err
 		}
 	}
@@ -31,20 +30,22 @@ func defaultDevices(rootfs string) error {
 		{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
 		{"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"},
 	}
+	dev, err := dirInRoot(root, "/dev")
+	if err != nil {
+		return err
+	}
+	defer dev.Close()
 	for _, l := range links {
-		p := filepath.Join(rootfs, "dev", l[1])
-		if err := os.Symlink(l[0], p); err != nil && !errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("symlink %s: %w", p, err)
+		if err := unix.Symlinkat(l[0], int(dev.Fd()), l[1]); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("symlink /dev/%s: %w", l[1], err)
 		}
 	}
 	return nil
 }
 
-func makeDevice(rootfs string, d specs.LinuxDevice) error {
-	p, err := securePath(rootfs, d.Path)
-	if err != nil {
-		return err
-	}
+// makeDevice makes the device node d inside root, in place of whatever is
+// there.
+func makeDevice(root *os.File, d specs.LinuxDevice) error {
 	var typ uint32
 	switch d.Type {
 	case "c", "u":
@@ -60,15 +61,35 @@ func makeDevice(rootfs string, d specs.LinuxDevice) error {
 	if d.FileMode != nil {
 		perm = uint32(d.FileMode.Perm())
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
+	dir, name, err := parentInRoot(root, d.Path)
+	if err != nil {
+		return fmt.Errorf("device %s: %w", d.Path, err)
 	}
-	_ = os.Remove(p)
-	if err := unix.Mknod(p, typ|perm, int(unix.Mkdev(uint32(d.Major), uint32(d.Minor)))); err != nil {
+	defer dir.Close()
+	dfd := int(dir.Fd())
+	if err := unix.Unlinkat(dfd, name, 0); errors.Is(err, unix.EISDIR) {
+		_ = unix.Unlinkat(dfd, name, unix.AT_REMOVEDIR)
+	}
+	dev := unix.Mkdev(uint32(d.Major), uint32(d.Minor))
+	if err := unix.Mknodat(dfd, name, typ|perm, int(dev)); err != nil {
 		return fmt.Errorf("mknod %s: %w", d.Path, err)
 	}
-	if err := unix.Chmod(p, perm); err != nil {
-		return err
+	// From here on, the node by handle: the name could be swapped.
+	fd, err := unix.Openat(dfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("device %s: %w", d.Path, err)
+	}
+	node := os.NewFile(uintptr(fd), d.Path)
+	defer node.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("device %s: %w", d.Path, err)
+	}
+	if st.Mode&unix.S_IFMT != typ || (typ != unix.S_IFIFO && st.Rdev != dev) {
+		return fmt.Errorf("device %s: the node made is not the one asked for (mode %#o, device %d:%d)", d.Path, st.Mode, unix.Major(st.Rdev), unix.Minor(st.Rdev))
+	}
+	if err := unix.Chmod(fdPath(node), perm); err != nil {
+		return fmt.Errorf("chmod device %s: %w", d.Path, err)
 	}
 	uid, gid := 0, 0
 	if d.UID != nil {
@@ -77,5 +98,8 @@ func makeDevice(rootfs string, d specs.LinuxDevice) error {
 	if d.GID != nil {
 		gid = int(*d.GID)
 	}
-	return unix.Chown(p, uid, gid)
+	if err := unix.Fchownat(fd, "", uid, gid, unix.AT_EMPTY_PATH); err != nil {
+		return fmt.Errorf("chown device %s: %w", d.Path, err)
+	}
+	return nil
 }

@@ -9,6 +9,13 @@
 // capabilities, no_new_privs), finding the program, and the messages of the
 // sync socket between the agent and its child (Msg, Conn).
 //
+// The root filesystem is the image's and its symlinks are not to be trusted:
+// a path of the spec is resolved inside it as if it were "/" (symlinks never
+// lead out, ".." stops at it), and what is made or mounted there goes through
+// handles opened from the root (filepath-securejoin's pathrs-lite, openat2
+// RESOLVE_IN_ROOT where the kernel has it), never through a path that could
+// be swapped between a check and its use (inroot.go).
+//
 // It runs on one locked thread of a process that is about to exec: it keeps
 // no state, starts no goroutines that outlive it, and waits for no child. It
 // knows nothing of the agent's containers, cgroups or API; what it needs

@@ -61,31 +61,31 @@ func parseMountOptions(options []string) (flags uintptr, prop []uintptr, data st
 	return flags, prop, strings.Join(d, ",")
 }
 
-func mountOne(rootfs string, m specs.Mount) error {
+// mountOne mounts m onto its destination inside root.
+func mountOne(root *os.File, m specs.Mount) error {
 	if !filepath.IsAbs(m.Destination) {
 		return fmt.Errorf("mount destination %q is not absolute", m.Destination)
 	}
-	dest, err := securePath(rootfs, m.Destination)
-	if err != nil {
-		return err
-	}
 	flags, prop, data := parseMountOptions(m.Options)
 	typ := m.Type
-	if typ == "bind" || flags&unix.MS_BIND != 0 {
+	bind := typ == "bind" || flags&unix.MS_BIND != 0
+	var target *os.File
+	if bind {
 		st, err := os.Stat(m.Source)
 		if err != nil {
 			return fmt.Errorf("bind mount source: %w", err)
 		}
-		if err := makeTarget(dest, st.IsDir()); err != nil {
-			return err
+		if st.IsDir() {
+			target, err = dirInRoot(root, m.Destination)
+		} else {
+			target, err = fileInRoot(root, m.Destination)
 		}
-		if err := unix.Mount(m.Source, dest, "", unix.MS_BIND|(flags&unix.MS_REC), ""); err != nil {
+		if err != nil {
+			return fmt.Errorf("mount target: %w", err)
+		}
+		defer target.Close()
+		if err := unix.Mount(m.Source, fdPath(target), "", unix.MS_BIND|(flags&unix.MS_REC), ""); err != nil {
 			return fmt.Errorf("bind mount %s on %s: %w", m.Source, m.Destination, err)
-		}
-		if rest := flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT); rest != 0 {
-			if err := unix.Mount("", dest, "", rest|unix.MS_BIND|unix.MS_REMOUNT, ""); err != nil {
-				return fmt.Errorf("remount %s: %w", m.Destination, err)
-			}
 		}
 	} else {
 		if typ == "cgroup" {
@@ -94,83 +94,38 @@ func mountOne(rootfs string, m specs.Mount) error {
 		if typ == "" {
 			return fmt.Errorf("mount %s: no type", m.Destination)
 		}
-		if err := makeTarget(dest, true); err != nil {
-			return err
+		var err error
+		if target, err = dirInRoot(root, m.Destination); err != nil {
+			return fmt.Errorf("mount target: %w", err)
 		}
+		defer target.Close()
 		src := m.Source
 		if src == "" {
 			src = typ
 		}
-		if err := unix.Mount(src, dest, typ, flags, data); err != nil {
+		if err := unix.Mount(src, fdPath(target), typ, flags, data); err != nil {
 			return fmt.Errorf("mount %s (%s) on %s: %w", src, typ, m.Destination, err)
 		}
 	}
+	rest := flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT)
+	if (!bind || rest == 0) && len(prop) == 0 {
+		return nil
+	}
+	// What follows is about the new mount, not the directory under it.
+	top, err := reopenInRoot(root, target)
+	if err != nil {
+		return err
+	}
+	defer top.Close()
+	if bind && rest != 0 {
+		if err := unix.Mount("", fdPath(top), "", rest|unix.MS_BIND|unix.MS_REMOUNT, ""); err != nil {
+			return fmt.Errorf("remount %s: %w", m.Destination, err)
+		}
+	}
 	for _, p := range prop {
-		if err := unix.Mount("", dest, "", p, ""); err != nil {
+		if err := unix.Mount("", fdPath(top), "", p, ""); err != nil {
 			return fmt.Errorf("set propagation of %s: %w", m.Destination, err)
 		}
 	}
 	return nil
-}
-
-func makeTarget(path string, dir bool) error {
-	if dir {
-		if err := os.MkdirAll(path, 0o755); err != nil {
-			return fmt.Errorf("mount target: %w", err)
-		}
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("mount target: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY|unix.O_CLOEXEC, 0o644)
-	if err != nil {
-		return fmt.Errorf("mount target: %w", err)
-	}
-	return f.Close()
-}
-
-// securePath resolves path inside root as if root were "/": symlinks are
-// followed but never lead out of root.
-func securePath(root, path string) (string, error) {
-	resolved := "/"
-	remaining := filepath.Clean("/" + path)
-	links := 0
-	for remaining != "" {
-		remaining = strings.TrimLeft(remaining, "/")
-		if remaining == "" {
-			break
-		}
-		comp := remaining
-		if i := strings.IndexByte(remaining, '/'); i >= 0 {
-			comp, remaining = remaining[:i], remaining[i:]
-		} else {
-			remaining = ""
-		}
-		switch comp {
-		case ".":
-			continue
-		case "..":
-			resolved = filepath.Dir(resolved)
-			continue
-		}
-		next := filepath.Join(resolved, comp)
-		st, err := os.Lstat(filepath.Join(root, next))
-		if err != nil || st.Mode()&os.ModeSymlink == 0 {
-			resolved = next
-			continue
-		}
-		if links++; links > 255 {
-			return "", fmt.Errorf("%s: too many symlinks", path)
-		}
-		target, err := os.Readlink(filepath.Join(root, next))
-		if err != nil {
-			return "", err
-		}
-		if filepath.IsAbs(target) {
-			resolved = "/"
-		}
-		remaining = target + "/" + remaining
-	}
-	return filepath.Join(root, resolved), nil
 }

@@ -38,10 +38,16 @@ func setupContainer(cfg *Config) error {
 	if err := unix.Mount(rootfs, rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind mount rootfs %s: %w", rootfs, err)
 	}
+	// Opened after the bind mount, so that lookups start from it.
+	root, err := openRoot(rootfs)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
 	unix.Umask(0)
 	devTmpfs := false
 	for _, m := range spec.Mounts {
-		if err := mountOne(rootfs, m); err != nil {
+		if err := mountOne(root, m); err != nil {
 			return err
 		}
 		if filepath.Clean(m.Destination) == "/dev" && m.Type == "tmpfs" {
@@ -49,13 +55,13 @@ func setupContainer(cfg *Config) error {
 		}
 	}
 	if devTmpfs {
-		if err := defaultDevices(rootfs); err != nil {
+		if err := defaultDevices(root); err != nil {
 			return err
 		}
 	}
 	if spec.Linux != nil {
 		for _, d := range spec.Linux.Devices {
-			if err := makeDevice(rootfs, d); err != nil {
+			if err := makeDevice(root, d); err != nil {
 				return err
 			}
 		}
