@@ -244,11 +244,11 @@ func (a *Agent) createContainer(req *api.CreateContainerRequest) (*api.CreateCon
 	// Wait for "ready" (after the PTY, if any).
 	for {
 		m, fd, err := p.sync.Recv(syncTimeout)
-		if err == nil && m.Type == "pty" && fd >= 0 {
+		if err == nil && m.Type == jail.MsgPty && fd >= 0 {
 			p.setPty(fd)
 			continue
 		}
-		if err == nil && m.Type == "ready" {
+		if err == nil && m.Type == jail.MsgReady {
 			break
 		}
 		p.kill()
@@ -288,7 +288,7 @@ func unenforced(spec *specs.Spec) []string {
 
 // childError explains why a child did not get to where it should have.
 func childError(what string, m jail.Msg, err error, p *process) error {
-	if err == nil && m.Type == "error" {
+	if err == nil && m.Type == jail.MsgError {
 		return fmt.Errorf("%s: %s", what, m.Error)
 	}
 	if err == nil {
@@ -394,14 +394,14 @@ func (a *Agent) startInit(c *container) (int, error) {
 	defer func() {
 		p.sync.Close()
 	}()
-	if err := p.sync.Send(jail.Msg{Type: "start"}); err != nil {
+	if err := p.sync.Send(jail.Msg{Type: jail.MsgStart}); err != nil {
 		return 0, fmt.Errorf("start container %s: %w", c.id, err)
 	}
 	m, _, err := p.sync.Recv(syncTimeout)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return 0, fmt.Errorf("start container %s: no answer from its init in %s", c.id, syncTimeout)
 	}
-	if err == nil && m.Type == "error" {
+	if err == nil && m.Type == jail.MsgError {
 		// The child exits right after saying why: let the exit land first so
 		// that the container's state is consistent when we answer.
 		select {
@@ -496,16 +496,16 @@ func (a *Agent) startExec(c *container, execID string, procJSON []byte, stdio *a
 	defer p.sync.Close()
 	for {
 		m, fd, err := p.sync.Recv(syncTimeout)
-		if err == nil && m.Type == "pty" && fd >= 0 {
+		if err == nil && m.Type == jail.MsgPty && fd >= 0 {
 			p.setPty(fd)
 			continue
 		}
-		if err == nil && m.Type == "pid" && m.Pid > 0 {
+		if err == nil && m.Type == jail.MsgPid && m.Pid > 0 {
 			// The helper is alive until it reads "ack", so its child cannot
 			// have been reaped by us yet.
 			p.pidv.Store(int32(m.Pid))
 			a.reaper.register(m.Pid, p.onExit)
-			_ = p.sync.Send(jail.Msg{Type: "ack"})
+			_ = p.sync.Send(jail.Msg{Type: jail.MsgAck})
 			break
 		}
 		if p.helper > 0 {

@@ -64,7 +64,7 @@ func Main(mode string) int {
 	unix.CloseOnExec(4)
 	sync := 4
 	fail := func(err error) int {
-		_ = sendSyncFd(sync, Msg{Type: "error", Error: err.Error()}, -1)
+		_ = sendSyncFd(sync, Msg{Type: MsgError, Error: err.Error()}, -1)
 		return 125
 	}
 	var cfg Config
@@ -91,11 +91,11 @@ func Main(mode string) int {
 		}
 	}
 	if mode == InitCmd {
-		if err := sendSyncFd(sync, Msg{Type: "ready"}, -1); err != nil {
+		if err := sendSyncFd(sync, Msg{Type: MsgReady}, -1); err != nil {
 			return 1
 		}
 		m, err := recvSyncFd(sync)
-		if err != nil || m.Type != "start" {
+		if err != nil || m.Type != MsgStart {
 			return 1 // the agent went away or deleted the container
 		}
 	}
@@ -155,7 +155,7 @@ func Main(mode string) int {
 	if err != nil {
 		return fail(fmt.Errorf("exec %s: %w", p.Args[0], err))
 	}
-	if err := sendSyncFd(sync, Msg{Type: "pid", Pid: pid}, -1); err != nil {
+	if err := sendSyncFd(sync, Msg{Type: MsgPid, Pid: pid}, -1); err != nil {
 		unix.Kill(pid, unix.SIGKILL)
 		return 1
 	}

@@ -36,7 +36,7 @@ func openPty(sync int, size *specs.Box) (*os.File, error) {
 	if size != nil && size.Width > 0 && size.Height > 0 {
 		_ = unix.IoctlSetWinsize(master, unix.TIOCSWINSZ, &unix.Winsize{Row: uint16(size.Height), Col: uint16(size.Width)})
 	}
-	if err := sendSyncFd(sync, Msg{Type: "pty"}, master); err != nil {
+	if err := sendSyncFd(sync, Msg{Type: MsgPty}, master); err != nil {
 		slave.Close()
 		return nil, fmt.Errorf("send pty master: %w", err)
 	}

@@ -11,9 +11,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Msg is a message on the SOCK_SEQPACKET socket between the agent and a child it
-// starts (fd 4 in the child): one JSON object per packet, a PTY master riding
-// along a "pty" message as SCM_RIGHTS.
+// Msg is a message on the SOCK_SEQPACKET socket between the agent and a
+// child it starts (fd 4 in the child): one JSON object per packet, a PTY
+// master riding along a "pty" message as SCM_RIGHTS.
 //
 //	child → agent: {"type":"pty"}+fd, {"type":"ready"}, {"type":"pid","pid":N},
 //	               {"type":"error","error":"..."}
@@ -26,6 +26,16 @@ type Msg struct {
 	Error string `json:"error,omitempty"`
 	Pid   int    `json:"pid,omitempty"`
 }
+
+// The types of Msg.
+const (
+	MsgPty   = "pty"   // child → agent, with the PTY master
+	MsgReady = "ready" // child → agent: the init is ready to start
+	MsgPid   = "pid"   // child → agent: the exec'd program's PID
+	MsgError = "error" // child → agent: why the child gives up
+	MsgStart = "start" // agent → init: exec the program
+	MsgAck   = "ack"   // agent → exec helper: the PID is registered
+)
 
 const syncMax = 64 << 10
 
