@@ -23,15 +23,18 @@
 // the orphans of its containers still come back to it.
 //
 // Containers are started through re-executions of this binary: the hidden
-// subcommands "init-container" and "exec-process" (see child.go) prepare a
-// process in the container's namespaces and then exec the container's program.
+// subcommands "init-container" and "exec-process" (package
+// runtime/guest/jail) prepare a process in the container's namespaces and then
+// exec the container's program.
+//
+// This file is wiring only: flags, init mode, signals, the listener and the
+// re-exec dispatch. What the agent does is in runtime/guest.
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"os"
 	"os/signal"
@@ -40,15 +43,17 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/boxlite/boxlite-shim/runtime/guest"
+	"github.com/boxlite/boxlite-shim/runtime/guest/jail"
 	"github.com/boxlite/boxlite-shim/runtime/podnet"
 )
 
 func main() {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
-		case childInitCmd, childExecCmd:
+		case jail.InitCmd, jail.ExecCmd:
 			runtime.LockOSThread()
-			os.Exit(childMain(os.Args[1]))
+			os.Exit(jail.Main(os.Args[1]))
 		}
 	}
 	log.SetFlags(log.Lmicroseconds)
@@ -77,7 +82,7 @@ func main() {
 
 	var warnings []string
 	if asInit {
-		warnings = setupGuest()
+		warnings = guest.SetupGuest()
 	}
 	if *network != "" {
 		iface, err := podnet.ReadFile(*network)
@@ -99,11 +104,11 @@ func main() {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGPIPE, syscall.SIGTERM, syscall.SIGINT)
 
-	l, err := listen(uint32(*port))
+	l, err := guest.Listen(uint32(*port))
 	if err != nil {
 		log.Fatalf("listen: %v", err)
 	}
-	a, err := newAgent(*cgroupRoot, warnings)
+	a, err := guest.New(*cgroupRoot, warnings)
 	if err != nil {
 		log.Fatalf("%v", err)
 	}
@@ -111,24 +116,17 @@ func main() {
 		for s := range sigs {
 			if s == syscall.SIGTERM || s == syscall.SIGINT {
 				log.Printf("%v: shutting down", s)
-				a.shutdown()
+				a.Shutdown()
 				unix.Sync()
 				os.Exit(0)
 			}
 			log.Printf("ignoring signal %v", s)
 		}
 	}()
-	log.Printf("serving on %s (port %d), %s, pid %d", l.Addr(), *port, a.environment(), os.Getpid())
-	for _, w := range a.warnings {
+	log.Printf("serving on %s (port %d), %s, pid %d", l.Addr(), *port, a.Environment(), os.Getpid())
+	for _, w := range a.Warnings() {
 		log.Printf("warning: %s", w)
 	}
-	code := a.serve(context.Background(), l)
+	code := a.Serve(context.Background(), l)
 	os.Exit(code)
-}
-
-// closeQuietly closes c, ignoring the error: for cleanup paths.
-func closeQuietly(c io.Closer) {
-	if c != nil {
-		_ = c.Close()
-	}
 }

@@ -1,4 +1,4 @@
-package main
+package guest
 
 import (
 	"errors"
@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/boxlite/boxlite-shim/runtime/agent/api"
+	"github.com/boxlite/boxlite-shim/runtime/guest/jail"
 )
 
 // process is the container's init (execID "") or an exec process.
@@ -26,7 +27,7 @@ type process struct {
 	helper       int          // exec: the exec-process helper's PID
 	helperExited chan struct{}
 	helperStatus int
-	sync         *syncConn // until started
+	sync         *jail.Conn // until started
 
 	// The agent's ends of the process's stdio.
 	stdinW  *os.File // pipe to stdin (non-terminal)
@@ -364,5 +365,12 @@ func (p *process) closeAll() {
 	p.closeOutputs()
 	if p.sync != nil {
 		p.sync.Close()
+	}
+}
+
+// closeQuietly closes c, ignoring the error: for cleanup paths.
+func closeQuietly(c io.Closer) {
+	if c != nil {
+		_ = c.Close()
 	}
 }

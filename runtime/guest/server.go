@@ -1,4 +1,4 @@
-package main
+package guest
 
 import (
 	"context"
@@ -22,8 +22,8 @@ import (
 	"github.com/boxlite/boxlite-shim/runtime/version"
 )
 
-// serve answers connections on l until Shutdown; it returns the exit code.
-func (a *agent) serve(ctx context.Context, l net.Listener) int {
+// Serve answers connections on l until Shutdown; it returns the exit code.
+func (a *Agent) Serve(ctx context.Context, l net.Listener) int {
 	srv, err := ttrpc.NewServer()
 	if err != nil {
 		log.Printf("ttrpc: %v", err)
@@ -58,7 +58,7 @@ func (a *agent) serve(ctx context.Context, l net.Listener) int {
 }
 
 // handshake reads a connection's header line and routes it (agent.proto).
-func (a *agent) handshake(conn net.Conn, ttrpcConns *connListener) {
+func (a *Agent) handshake(conn net.Conn, ttrpcConns *connListener) {
 	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 	line, err := api.ReadLine(conn)
 	conn.SetReadDeadline(time.Time{})
@@ -138,7 +138,7 @@ func (l *connListener) Addr() net.Addr { return l.addr }
 
 // service implements api.AgentService.
 type service struct {
-	a    *agent
+	a    *Agent
 	exit chan int
 }
 
@@ -159,7 +159,7 @@ func (s *service) Info(ctx context.Context, _ *api.InfoRequest) (*api.InfoRespon
 	return &api.InfoResponse{
 		AgentVersion:      version.Version,
 		OnHost:            a.onHost,
-		Environment:       a.environment(),
+		Environment:       a.Environment(),
 		KernelRelease:     unix.ByteSliceToString(uts.Release[:]),
 		Hostname:          host,
 		Pid:               uint32(os.Getpid()),
@@ -291,7 +291,7 @@ func (s *service) Pids(ctx context.Context, req *api.ContainerRequest) (*api.Pid
 
 // helperPid returns pid if it is an exec helper of c (not a container
 // process), else 0.
-func (a *agent) helperPid(c *container, pid int) int {
+func (a *Agent) helperPid(c *container, pid int) int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, p := range c.execs {
@@ -376,7 +376,7 @@ func (s *service) DeleteContainer(ctx context.Context, req *api.DeleteContainerR
 
 func (s *service) Shutdown(ctx context.Context, _ *api.Empty) (*api.Empty, error) {
 	log.Printf("shutdown requested")
-	s.a.shutdown()
+	s.a.Shutdown()
 	go func() {
 		time.Sleep(100 * time.Millisecond) // let the answer go out
 		s.exit <- 0

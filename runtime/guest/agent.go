@@ -1,4 +1,4 @@
-package main
+package guest
 
 import (
 	"encoding/json"
@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/boxlite/boxlite-shim/runtime/agent/api"
+	"github.com/boxlite/boxlite-shim/runtime/guest/jail"
 )
 
 // outputGrace is how long, after a process exits, its output streams may stay
@@ -31,7 +32,9 @@ const outputGrace = 2 * time.Second
 // syncTimeout bounds each step of the handshake with a starting child.
 const syncTimeout = 30 * time.Second
 
-type agent struct {
+// Agent is the guest agent: it runs the pod's containers and serves the agent
+// API.
+type Agent struct {
 	cg       *cgroups
 	reaper   *reaper
 	events   *eventLog
@@ -48,7 +51,7 @@ type agent struct {
 type streamKey struct{ container, exec, stream string }
 
 type container struct {
-	a        *agent
+	a        *Agent
 	id       string
 	spec     *specs.Spec
 	cgroup   string // leaf directory, "" without cgroups
@@ -62,12 +65,14 @@ type container struct {
 	sharedPID bool
 }
 
-func newAgent(cgroupRoot string, warnings []string) (*agent, error) {
+// New makes the agent, its containers' cgroups going under cgroupRoot;
+// warnings (from SetupGuest) are reported with its own by Info.
+func New(cgroupRoot string, warnings []string) (*Agent, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find own executable: %w", err)
 	}
-	a := &agent{
+	a := &Agent{
 		cg:         newCgroups(cgroupRoot),
 		reaper:     newReaper(),
 		events:     newEventLog(),
@@ -81,7 +86,9 @@ func newAgent(cgroupRoot string, warnings []string) (*agent, error) {
 	return a, nil
 }
 
-func (a *agent) environment() string {
+// Environment says where the agent runs: "vm", or on the host under the
+// libkrun test double.
+func (a *Agent) Environment() string {
 	if a.onHost {
 		return "host (libkrun test double)"
 	}
@@ -90,6 +97,9 @@ func (a *agent) environment() string {
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 
+// Warnings lists what the agent could not set up (cgroups, init mounts).
+func (a *Agent) Warnings() []string { return a.warnings }
+
 func validID(kind, id string) error {
 	if !idPattern.MatchString(id) {
 		return fmt.Errorf("%s id %q: want [A-Za-z0-9][A-Za-z0-9_.-]*, at most 128 characters: %w", kind, id, errdefs.ErrInvalidArgument)
@@ -97,7 +107,7 @@ func validID(kind, id string) error {
 	return nil
 }
 
-func (a *agent) container(id string) (*container, error) {
+func (a *Agent) container(id string) (*container, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	c := a.containers[id]
@@ -107,7 +117,7 @@ func (a *agent) container(id string) (*container, error) {
 	return c, nil
 }
 
-func (a *agent) process(containerID, execID string) (*container, *process, error) {
+func (a *Agent) process(containerID, execID string) (*container, *process, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	c := a.containers[containerID]
@@ -126,7 +136,7 @@ func (a *agent) process(containerID, execID string) (*container, *process, error
 
 // createContainer prepares a container and its init process, which waits
 // for startInit.
-func (a *agent) createContainer(req *api.CreateContainerRequest) (*api.CreateContainerResponse, error) {
+func (a *Agent) createContainer(req *api.CreateContainerRequest) (*api.CreateContainerResponse, error) {
 	if err := validID("container", req.Id); err != nil {
 		return nil, err
 	}
@@ -154,10 +164,10 @@ func (a *agent) createContainer(req *api.CreateContainerRequest) (*api.CreateCon
 	cloneFlags := uintptr(0)
 	newNS := map[string]bool{}
 	pidNS := ""
-	var join []nsJoin
+	var join []jail.Namespace
 	if spec.Linux != nil {
 		for _, ns := range spec.Linux.Namespaces {
-			flag, ok := nsFlags[ns.Type]
+			flag, ok := jail.CloneFlag(ns.Type)
 			if !ok {
 				return nil, fmt.Errorf("namespace %q: %w", ns.Type, errdefs.ErrInvalidArgument)
 			}
@@ -177,7 +187,7 @@ func (a *agent) createContainer(req *api.CreateContainerRequest) (*api.CreateCon
 			case ns.Type == specs.MountNamespace:
 				return nil, fmt.Errorf("joining a %s namespace by path (%s) is not supported: %w", ns.Type, ns.Path, errdefs.ErrNotImplemented)
 			default:
-				join = append(join, nsJoin{Type: string(ns.Type), Path: ns.Path})
+				join = append(join, jail.Namespace{Type: string(ns.Type), Path: ns.Path})
 			}
 		}
 	}
@@ -217,7 +227,7 @@ func (a *agent) createContainer(req *api.CreateContainerRequest) (*api.CreateCon
 	c.cgroup = dir
 
 	p := newProcess(c, "", stdio)
-	cfg := &childConfig{
+	cfg := &jail.Config{
 		ContainerID: req.Id,
 		Process:     spec.Process,
 		Terminal:    stdio.Terminal,
@@ -225,21 +235,20 @@ func (a *agent) createContainer(req *api.CreateContainerRequest) (*api.CreateCon
 		Spec:        &spec,
 		Rootfs:      rootfs,
 		NewNS:       newNS,
-		pidNS:       pidNS,
 	}
 	sys := &syscall.SysProcAttr{Cloneflags: cloneFlags}
-	if err := a.startChild(p, childInitCmd, cfg, sys); err != nil {
+	if err := a.startChild(p, jail.InitCmd, cfg, pidNS, sys); err != nil {
 		p.abandon()
 		return fail(err)
 	}
 	// Wait for "ready" (after the PTY, if any).
 	for {
-		m, fd, err := p.sync.recv(syncTimeout)
-		if err == nil && m.Type == "pty" && fd >= 0 {
+		m, fd, err := p.sync.Recv(syncTimeout)
+		if err == nil && m.Type == jail.MsgPty && fd >= 0 {
 			p.setPty(fd)
 			continue
 		}
-		if err == nil && m.Type == "ready" {
+		if err == nil && m.Type == jail.MsgReady {
 			break
 		}
 		p.kill()
@@ -278,8 +287,8 @@ func unenforced(spec *specs.Spec) []string {
 }
 
 // childError explains why a child did not get to where it should have.
-func childError(what string, m syncMsg, err error, p *process) error {
-	if err == nil && m.Type == "error" {
+func childError(what string, m jail.Msg, err error, p *process) error {
+	if err == nil && m.Type == jail.MsgError {
 		return fmt.Errorf("%s: %s", what, m.Error)
 	}
 	if err == nil {
@@ -297,9 +306,10 @@ func childError(what string, m syncMsg, err error, p *process) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
-// startChild forks a child subcommand for p with the fd layout of child.go.
-// The child is placed into the container's cgroup as it is created.
-func (a *agent) startChild(p *process, cmd string, cfg *childConfig, sys *syscall.SysProcAttr) error {
+// startChild forks a child subcommand for p with the fd layout of jail.Main.
+// The child is placed into the container's cgroup as it is created, and
+// forked into the PID namespace at pidNS when that is not "".
+func (a *Agent) startChild(p *process, cmd string, cfg *jail.Config, pidNS string, sys *syscall.SysProcAttr) error {
 	files, err := p.makeStdio()
 	if err != nil {
 		return err
@@ -314,7 +324,7 @@ func (a *agent) startChild(p *process, cmd string, cfg *childConfig, sys *syscal
 		return err
 	}
 	defer cfgR.Close()
-	syncConn, syncChild, err := newSyncPair()
+	syncConn, syncChild, err := jail.NewSyncPair()
 	if err != nil {
 		cfgW.Close()
 		return err
@@ -339,13 +349,13 @@ func (a *agent) startChild(p *process, cmd string, cfg *childConfig, sys *syscal
 		Sys:   sys,
 	}
 	onExit := p.onExit
-	if cmd == childExecCmd {
+	if cmd == jail.ExecCmd {
 		onExit = p.onHelperExit
 	}
 	fork := func() (int, error) { return a.reaper.forkExec(a.self, []string{a.self, cmd}, attr, onExit) }
 	var pid int
-	if cfg.pidNS != "" {
-		pid, err = forkInPIDNamespace(cfg.pidNS, fork)
+	if pidNS != "" {
+		pid, err = forkInPIDNamespace(pidNS, fork)
 	} else {
 		pid, err = fork()
 	}
@@ -353,7 +363,7 @@ func (a *agent) startChild(p *process, cmd string, cfg *childConfig, sys *syscal
 		cfgW.Close()
 		return fmt.Errorf("start %s: %w", cmd, err)
 	}
-	if cmd == childInitCmd {
+	if cmd == jail.InitCmd {
 		p.pidv.Store(int32(pid))
 	} else {
 		a.mu.Lock()
@@ -368,7 +378,7 @@ func (a *agent) startChild(p *process, cmd string, cfg *childConfig, sys *syscal
 }
 
 // startInit lets a created container's init exec its program.
-func (a *agent) startInit(c *container) (int, error) {
+func (a *Agent) startInit(c *container) (int, error) {
 	p := c.init
 	p.mu.Lock()
 	if p.started {
@@ -384,14 +394,14 @@ func (a *agent) startInit(c *container) (int, error) {
 	defer func() {
 		p.sync.Close()
 	}()
-	if err := p.sync.send(syncMsg{Type: "start"}); err != nil {
+	if err := p.sync.Send(jail.Msg{Type: jail.MsgStart}); err != nil {
 		return 0, fmt.Errorf("start container %s: %w", c.id, err)
 	}
-	m, _, err := p.sync.recv(syncTimeout)
+	m, _, err := p.sync.Recv(syncTimeout)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return 0, fmt.Errorf("start container %s: no answer from its init in %s", c.id, syncTimeout)
 	}
-	if err == nil && m.Type == "error" {
+	if err == nil && m.Type == jail.MsgError {
 		// The child exits right after saying why: let the exit land first so
 		// that the container's state is consistent when we answer.
 		select {
@@ -406,7 +416,7 @@ func (a *agent) startInit(c *container) (int, error) {
 }
 
 // startExec starts a new process in a running container.
-func (a *agent) startExec(c *container, execID string, procJSON []byte, stdio *api.StdioConfig) (int, error) {
+func (a *Agent) startExec(c *container, execID string, procJSON []byte, stdio *api.StdioConfig) (int, error) {
 	if err := validID("exec", execID); err != nil {
 		return 0, err
 	}
@@ -470,32 +480,32 @@ func (a *agent) startExec(c *container, execID string, procJSON []byte, stdio *a
 	p.started = true
 	p.mu.Unlock()
 
-	var join []nsJoin
+	var join []jail.Namespace
 	for _, t := range []specs.LinuxNamespaceType{specs.IPCNamespace, specs.UTSNamespace, specs.NetworkNamespace, specs.PIDNamespace, specs.CgroupNamespace, specs.MountNamespace} {
 		name := nsProcName[t]
 		path := fmt.Sprintf("/proc/%d/ns/%s", init.pid(), name)
 		if sameNamespace(path, "/proc/self/ns/"+name) {
 			continue
 		}
-		join = append(join, nsJoin{Type: string(t), Path: path})
+		join = append(join, jail.Namespace{Type: string(t), Path: path})
 	}
-	cfg := &childConfig{ContainerID: c.id, Process: &proc, Terminal: stdio.Terminal, Join: join}
-	if err := a.startChild(p, childExecCmd, cfg, &syscall.SysProcAttr{}); err != nil {
+	cfg := &jail.Config{ContainerID: c.id, Process: &proc, Terminal: stdio.Terminal, Join: join}
+	if err := a.startChild(p, jail.ExecCmd, cfg, "", &syscall.SysProcAttr{}); err != nil {
 		return fail(err)
 	}
 	defer p.sync.Close()
 	for {
-		m, fd, err := p.sync.recv(syncTimeout)
-		if err == nil && m.Type == "pty" && fd >= 0 {
+		m, fd, err := p.sync.Recv(syncTimeout)
+		if err == nil && m.Type == jail.MsgPty && fd >= 0 {
 			p.setPty(fd)
 			continue
 		}
-		if err == nil && m.Type == "pid" && m.Pid > 0 {
+		if err == nil && m.Type == jail.MsgPid && m.Pid > 0 {
 			// The helper is alive until it reads "ack", so its child cannot
 			// have been reaped by us yet.
 			p.pidv.Store(int32(m.Pid))
 			a.reaper.register(m.Pid, p.onExit)
-			_ = p.sync.send(syncMsg{Type: "ack"})
+			_ = p.sync.Send(jail.Msg{Type: jail.MsgAck})
 			break
 		}
 		if p.helper > 0 {
@@ -527,7 +537,7 @@ func sameNamespace(a, b string) bool {
 // exec process that is not started yet. On success the caller answers "ok"
 // and then calls start. Everything StartProcess checks is recorded before the
 // answer, so a client that got "ok" may start the process at once.
-func (a *agent) attachStream(h api.StdioHeader, conn net.Conn) (start func(), err error) {
+func (a *Agent) attachStream(h api.StdioHeader, conn net.Conn) (start func(), err error) {
 	a.mu.Lock()
 	c := a.containers[h.Container]
 	if c == nil || c.deleting || (c.init == nil && h.Exec == "") {
@@ -560,7 +570,7 @@ func (a *agent) attachStream(h api.StdioHeader, conn net.Conn) (start func(), er
 }
 
 // checkOOMByID is the OOM watcher's callback.
-func (a *agent) checkOOMByID(id string) {
+func (a *Agent) checkOOMByID(id string) {
 	a.mu.Lock()
 	c := a.containers[id]
 	a.mu.Unlock()
@@ -570,7 +580,7 @@ func (a *agent) checkOOMByID(id string) {
 }
 
 // checkOOM emits an OOM event when the container's oom_kill count went up.
-func (a *agent) checkOOM(c *container) {
+func (a *Agent) checkOOM(c *container) {
 	c.oomMu.Lock()
 	defer c.oomMu.Unlock()
 	n := oomKills(c.cgroup)
@@ -583,7 +593,7 @@ func (a *agent) checkOOM(c *container) {
 
 // pids lists the container's processes: its cgroup's, or without one, the
 // processes in its init's PID namespace.
-func (a *agent) pids(c *container) ([]int, error) {
+func (a *Agent) pids(c *container) ([]int, error) {
 	if c.cgroup != "" {
 		return cgroupPids(c.cgroup)
 	}
@@ -629,7 +639,7 @@ func mapValues(m map[string]*process) []*process {
 }
 
 // signalAll signals every process of the container.
-func (a *agent) signalAll(c *container, sig unix.Signal) error {
+func (a *Agent) signalAll(c *container, sig unix.Signal) error {
 	pids, err := a.pids(c)
 	if err != nil {
 		return err
@@ -647,7 +657,7 @@ func (a *agent) signalAll(c *container, sig unix.Signal) error {
 
 // deleteContainer removes a container; with force (or if it was never
 // started) its processes are killed first.
-func (a *agent) deleteContainer(id string, force bool) error {
+func (a *Agent) deleteContainer(id string, force bool) error {
 	c, err := a.container(id)
 	if err != nil {
 		return err
@@ -713,8 +723,8 @@ func (a *agent) deleteContainer(id string, force bool) error {
 	return cgErr
 }
 
-// shutdown kills and deletes every container.
-func (a *agent) shutdown() {
+// Shutdown kills and deletes every container.
+func (a *Agent) Shutdown() {
 	a.mu.Lock()
 	var ids []string
 	for id, c := range a.containers {

@@ -1,4 +1,4 @@
-package main
+package guest
 
 import (
 	"errors"
@@ -10,12 +10,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// setupGuest does an init's mounts. Each is done only where missing, so that
+// SetupGuest does an init's mounts. Each is done only where missing, so that
 // it is right in a VM (nothing mounted yet), under the libkrun test double
 // (/proc already mounted for the agent's PID namespace) and on a host in a
 // private mount namespace. It returns what it could not do; none of it is
 // fatal to serving the API.
-func setupGuest() (warnings []string) {
+func SetupGuest() (warnings []string) {
 	warn := func(format string, a ...any) {
 		w := fmt.Sprintf(format, a...)
 		log.Printf("init: %s", w)

@@ -1,4 +1,4 @@
-package main
+package jail
 
 import (
 	"encoding/json"
@@ -11,9 +11,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Messages on the SOCK_SEQPACKET socket between the agent and a child it
-// starts (fd 4 in the child): one JSON object per packet, a PTY master riding
-// along a "pty" message as SCM_RIGHTS.
+// Msg is a message on the SOCK_SEQPACKET socket between the agent and a
+// child it starts (fd 4 in the child): one JSON object per packet, a PTY
+// master riding along a "pty" message as SCM_RIGHTS.
 //
 //	child → agent: {"type":"pty"}+fd, {"type":"ready"}, {"type":"pid","pid":N},
 //	               {"type":"error","error":"..."}
@@ -21,15 +21,25 @@ import (
 //
 // The child's end is close-on-exec: EOF after "start" means the container's
 // program was executed.
-type syncMsg struct {
+type Msg struct {
 	Type  string `json:"type"`
 	Error string `json:"error,omitempty"`
 	Pid   int    `json:"pid,omitempty"`
 }
 
+// The types of Msg.
+const (
+	MsgPty   = "pty"   // child → agent, with the PTY master
+	MsgReady = "ready" // child → agent: the init is ready to start
+	MsgPid   = "pid"   // child → agent: the exec'd program's PID
+	MsgError = "error" // child → agent: why the child gives up
+	MsgStart = "start" // agent → init: exec the program
+	MsgAck   = "ack"   // agent → exec helper: the PID is registered
+)
+
 const syncMax = 64 << 10
 
-func sendSyncFd(fd int, m syncMsg, pass int) error {
+func sendSyncFd(fd int, m Msg, pass int) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -42,8 +52,8 @@ func sendSyncFd(fd int, m syncMsg, pass int) error {
 }
 
 // recvSyncFd reads one message, blocking (the child's side).
-func recvSyncFd(fd int) (syncMsg, error) {
-	var m syncMsg
+func recvSyncFd(fd int) (Msg, error) {
+	var m Msg
 	buf := make([]byte, syncMax)
 	for {
 		n, _, _, _, err := unix.Recvmsg(fd, buf, nil, 0)
@@ -60,12 +70,14 @@ func recvSyncFd(fd int) (syncMsg, error) {
 	}
 }
 
-// syncConn is the agent's end of the socket.
-type syncConn struct {
+// Conn is the agent's end of the socket.
+type Conn struct {
 	f *os.File
 }
 
-func newSyncPair() (*syncConn, *os.File, error) {
+// NewSyncPair makes the socket: the agent's end, and the child's, to pass as
+// its fd 4.
+func NewSyncPair() (*Conn, *os.File, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, err
@@ -75,10 +87,11 @@ func newSyncPair() (*syncConn, *os.File, error) {
 		unix.Close(fds[1])
 		return nil, nil, err
 	}
-	return &syncConn{f: os.NewFile(uintptr(fds[0]), "sync")}, os.NewFile(uintptr(fds[1]), "sync-child"), nil
+	return &Conn{f: os.NewFile(uintptr(fds[0]), "sync")}, os.NewFile(uintptr(fds[1]), "sync-child"), nil
 }
 
-func (s *syncConn) send(m syncMsg) error {
+// Send sends m to the child.
+func (s *Conn) Send(m Msg) error {
 	rc, err := s.f.SyscallConn()
 	if err != nil {
 		return err
@@ -94,10 +107,10 @@ func (s *syncConn) send(m syncMsg) error {
 	return serr
 }
 
-// recv reads one message and the fd that came with it (-1 if none), or
+// Recv reads one message and the fd that came with it (-1 if none), or
 // io.EOF once the child's end is closed.
-func (s *syncConn) recv(timeout time.Duration) (syncMsg, int, error) {
-	var m syncMsg
+func (s *Conn) Recv(timeout time.Duration) (Msg, int, error) {
+	var m Msg
 	rc, err := s.f.SyscallConn()
 	if err != nil {
 		return m, -1, err
@@ -151,4 +164,5 @@ func (s *syncConn) recv(timeout time.Duration) (syncMsg, int, error) {
 	return m, passed, nil
 }
 
-func (s *syncConn) Close() error { return s.f.Close() }
+// Close closes the agent's end.
+func (s *Conn) Close() error { return s.f.Close() }

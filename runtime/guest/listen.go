@@ -1,4 +1,4 @@
-package main
+package guest
 
 import (
 	"errors"
@@ -12,10 +12,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// listen returns the agent's listener: the inherited socket for port when
+// Listen returns the agent's listener: the inherited socket for port when
 // LISTEN_FDS is set (systemd-style socket activation, as the libkrun test
 // double does), else a new AF_VSOCK socket on port.
-func listen(port uint32) (net.Listener, error) {
+func Listen(port uint32) (net.Listener, error) {
 	nfds := os.Getenv("LISTEN_FDS")
 	if nfds == "" || nfds == "0" {
 		return listenVsock(port)

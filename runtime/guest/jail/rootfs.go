@@ -1,0 +1,184 @@
+package jail
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// setupContainer runs in the container's new mount namespace: it makes the
+// mount tree private, mounts the spec's mounts under the rootfs, creates
+// device nodes, pivots into the rootfs and applies the spec's masked and
+// read-only paths, sysctls and hostname.
+func setupContainer(cfg *Config) error {
+	spec := cfg.Spec
+	if spec == nil {
+		return errors.New("no spec")
+	}
+	if !cfg.NewNS[string(specs.MountNamespace)] {
+		return errors.New("the container has no mount namespace of its own")
+	}
+	prop := uintptr(unix.MS_REC | unix.MS_PRIVATE)
+	if spec.Linux != nil && spec.Linux.RootfsPropagation != "" {
+		p, ok := propagationFlags[spec.Linux.RootfsPropagation]
+		if !ok {
+			return fmt.Errorf("unknown rootfsPropagation %q", spec.Linux.RootfsPropagation)
+		}
+		prop = p
+	}
+	if err := unix.Mount("", "/", "", prop, ""); err != nil {
+		return fmt.Errorf("set / propagation: %w", err)
+	}
+	rootfs := cfg.Rootfs
+	if err := unix.Mount(rootfs, rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind mount rootfs %s: %w", rootfs, err)
+	}
+	// Opened after the bind mount, so that lookups start from it.
+	root, err := openRoot(rootfs)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	unix.Umask(0)
+	devTmpfs := false
+	for _, m := range spec.Mounts {
+		if err := mountOne(root, m); err != nil {
+			return err
+		}
+		if filepath.Clean(m.Destination) == "/dev" && m.Type == "tmpfs" {
+			devTmpfs = true
+		}
+	}
+	if devTmpfs {
+		if err := defaultDevices(root); err != nil {
+			return err
+		}
+	}
+	if spec.Linux != nil {
+		for _, d := range spec.Linux.Devices {
+			if err := makeDevice(root, d); err != nil {
+				return err
+			}
+		}
+	}
+	unix.Umask(0o022)
+	if err := pivotRoot(rootfs); err != nil {
+		return err
+	}
+	if spec.Linux != nil {
+		// Sysctls first, as runc does: /proc/sys is among the read-only
+		// paths CRI gives.
+		for k, v := range spec.Linux.Sysctl {
+			p := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
+			if err := os.WriteFile(p, []byte(v), 0); err != nil {
+				return fmt.Errorf("sysctl %s=%s: %w", k, v, err)
+			}
+		}
+		for _, p := range spec.Linux.MaskedPaths {
+			if err := maskPath(p); err != nil {
+				return err
+			}
+		}
+		for _, p := range spec.Linux.ReadonlyPaths {
+			if err := readonlyPath(p); err != nil {
+				return err
+			}
+		}
+	}
+	if cfg.NewNS[string(specs.UTSNamespace)] {
+		if spec.Hostname != "" {
+			if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
+				return fmt.Errorf("sethostname: %w", err)
+			}
+		}
+		if spec.Domainname != "" {
+			if err := unix.Setdomainname([]byte(spec.Domainname)); err != nil {
+				return fmt.Errorf("setdomainname: %w", err)
+			}
+		}
+	}
+	if spec.Root != nil && spec.Root.Readonly {
+		if err := remountReadonly("/"); err != nil {
+			return fmt.Errorf("read-only root: %w", err)
+		}
+	}
+	return nil
+}
+
+func pivotRoot(rootfs string) error {
+	oldroot, err := unix.Open("/", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(oldroot)
+	newroot, err := unix.Open(rootfs, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(newroot)
+	if err := unix.Fchdir(newroot); err != nil {
+		return err
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root %s: %w", rootfs, err)
+	}
+	if err := unix.Fchdir(oldroot); err != nil {
+		return err
+	}
+	// The old root (now stacked under "/") goes, without touching the agent's
+	// mounts: slave first so that the unmount does not propagate.
+	if err := unix.Mount("", ".", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("old root: %w", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detach old root: %w", err)
+	}
+	return unix.Chdir("/")
+}
+
+func maskPath(p string) error {
+	st, err := os.Stat(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("masked path %s: %w", p, err)
+	}
+	if st.IsDir() {
+		err = unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY, "")
+	} else {
+		err = unix.Mount("/dev/null", p, "", unix.MS_BIND, "")
+	}
+	if err != nil {
+		return fmt.Errorf("mask %s: %w", p, err)
+	}
+	return nil
+}
+
+func readonlyPath(p string) error {
+	if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err := unix.Mount(p, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("read-only path %s: %w", p, err)
+	}
+	return remountReadonly(p)
+}
+
+// remountReadonly makes a bind mount read-only, keeping its other flags.
+func remountReadonly(p string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(p, &st); err != nil {
+		return err
+	}
+	keep := uintptr(st.Flags) & (unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_NOATIME | unix.MS_NODIRATIME)
+	if err := unix.Mount("", p, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|keep, ""); err != nil {
+		return fmt.Errorf("remount %s read-only: %w", p, err)
+	}
+	return nil
+}
