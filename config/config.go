@@ -39,6 +39,12 @@ const (
 	MinMemoryMiB         = 128
 	MaxMemoryMiB         = 4 << 20 // 4 TiB
 	MaxOverheadMemoryMiB = 4096
+	// Bounds of vm.root_size_mib (the sandbox directory's tmpfs, which
+	// holds the guest root and the agent) and vm.console_log_max_kib.
+	MinRootSizeMiB      = 32
+	MaxRootSizeMiB      = 1 << 20
+	MinConsoleLogMaxKiB = 4
+	MaxConsoleLogMaxKiB = 1 << 20
 	// MaxFileSize bounds the size of a configuration file or body.
 	MaxFileSize = 1 << 20
 )
@@ -89,6 +95,12 @@ type VMConfig struct {
 	MaxCPUs           int `toml:"max_cpus"`
 	MaxMemoryMiB      int `toml:"max_memory_mib"`
 	OverheadMemoryMiB int `toml:"overhead_memory_mib"`
+	// RootSizeMiB is the size of the tmpfs that holds a sandbox's
+	// directory: the guest-writable guest root and the VMM's state.
+	RootSizeMiB int `toml:"root_size_mib"`
+	// ConsoleLogMaxKiB bounds the kept guest console (console.log; the part
+	// before it in console.log.1).
+	ConsoleLogMaxKiB int `toml:"console_log_max_kib"`
 }
 
 // Default returns the built-in configuration, a fresh copy each call.
@@ -109,6 +121,8 @@ func Default() *Config {
 			MaxCPUs:           8,
 			MaxMemoryMiB:      8192,
 			OverheadMemoryMiB: 64,
+			RootSizeMiB:       256,
+			ConsoleLogMaxKiB:  1024,
 		},
 		Source: SourceDefaults,
 	}
@@ -168,6 +182,13 @@ max_memory_mib = 8192
 # Headroom in MiB added to the pod's memory limits for the guest kernel and
 # agent: 0..4096.
 overhead_memory_mib = 64
+# Size in MiB of the tmpfs holding each sandbox's directory (the guest root,
+# which the guest can write, and the VMM's state): what a guest can put
+# there, charged to the pod's memory. 32..1048576.
+root_size_mib = 256
+# The guest console kept per sandbox (console.log, and the part before it in
+# console.log.1), in KiB: 4..1048576.
+console_log_max_kib = 1024
 `
 
 // Parse parses and validates a configuration document. source names it in
@@ -437,12 +458,14 @@ var acceptedValues = map[string]string{
 	"kernel.paths":           fmt.Sprintf("a table mapping known kernel variants (%s) to absolute paths", variantList()),
 	"annotations":            "a table: [annotations] with enabled",
 	"annotations.enabled":    fmt.Sprintf("a list of distinct known annotations (%s), or %q for all of them", strings.Join(KnownAnnotations(), ", "), AnnotationWildcard),
-	"vm":                     "a table: [vm] with cpus, memory_mib, max_cpus, max_memory_mib, overhead_memory_mib",
+	"vm":                     "a table: [vm] with cpus, memory_mib, max_cpus, max_memory_mib, overhead_memory_mib, root_size_mib, console_log_max_kib",
 	"vm.cpus":                "an integer from 1 to vm.max_cpus",
 	"vm.memory_mib":          fmt.Sprintf("an integer from %d to vm.max_memory_mib", MinMemoryMiB),
 	"vm.max_cpus":            fmt.Sprintf("an integer from 1 to %d", MaxVCPUs),
 	"vm.max_memory_mib":      fmt.Sprintf("an integer from %d to %d", MinMemoryMiB, MaxMemoryMiB),
 	"vm.overhead_memory_mib": fmt.Sprintf("an integer from 0 to %d", MaxOverheadMemoryMiB),
+	"vm.root_size_mib":       fmt.Sprintf("an integer from %d to %d", MinRootSizeMiB, MaxRootSizeMiB),
+	"vm.console_log_max_kib": fmt.Sprintf("an integer from %d to %d", MinConsoleLogMaxKiB, MaxConsoleLogMaxKiB),
 }
 
 func variantList() string {
@@ -550,6 +573,12 @@ func (c *Config) Validate() error {
 	}
 	if v.OverheadMemoryMiB < 0 || v.OverheadMemoryMiB > MaxOverheadMemoryMiB {
 		add("vm.overhead_memory_mib = %d: must be %s", v.OverheadMemoryMiB, acceptedValues["vm.overhead_memory_mib"])
+	}
+	if v.RootSizeMiB < MinRootSizeMiB || v.RootSizeMiB > MaxRootSizeMiB {
+		add("vm.root_size_mib = %d: must be %s", v.RootSizeMiB, acceptedValues["vm.root_size_mib"])
+	}
+	if v.ConsoleLogMaxKiB < MinConsoleLogMaxKiB || v.ConsoleLogMaxKiB > MaxConsoleLogMaxKiB {
+		add("vm.console_log_max_kib = %d: must be %s", v.ConsoleLogMaxKiB, acceptedValues["vm.console_log_max_kib"])
 	}
 
 	if len(p) > 0 {

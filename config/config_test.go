@@ -207,8 +207,8 @@ func TestParseValid(t *testing.T) {
 			return slices.Equal(c.EnabledAnnotations(), KnownAnnotations())
 		}},
 		{"nothing enabled", "[annotations]\nenabled = []\n", func(c *Config) bool { return len(c.EnabledAnnotations()) == 0 }},
-		{"vm bounds", "[vm]\ncpus = 255\nmax_cpus = 255\nmemory_mib = 128\nmax_memory_mib = 128\noverhead_memory_mib = 0\n", func(c *Config) bool {
-			return c.VM == VMConfig{CPUs: 255, MaxCPUs: 255, MemoryMiB: 128, MaxMemoryMiB: 128}
+		{"vm bounds", "[vm]\ncpus = 255\nmax_cpus = 255\nmemory_mib = 128\nmax_memory_mib = 128\noverhead_memory_mib = 0\nroot_size_mib = 32\nconsole_log_max_kib = 4\n", func(c *Config) bool {
+			return c.VM == VMConfig{CPUs: 255, MaxCPUs: 255, MemoryMiB: 128, MaxMemoryMiB: 128, RootSizeMiB: 32, ConsoleLogMaxKiB: 4}
 		}},
 		{"vm top", "[vm]\nmemory_mib = 4194304\nmax_memory_mib = 4194304\noverhead_memory_mib = 4096\n", func(c *Config) bool {
 			return c.VM.MemoryMiB == MaxMemoryMiB && c.VM.OverheadMemoryMiB == MaxOverheadMemoryMiB
@@ -271,6 +271,10 @@ func TestParseInvalid(t *testing.T) {
 		{"max_memory over", "[vm]\nmax_memory_mib = 4194305", []string{"vm.max_memory_mib = 4194305", "from 128 to 4194304"}},
 		{"overhead negative", "[vm]\noverhead_memory_mib = -1", []string{"vm.overhead_memory_mib = -1", "from 0 to 4096"}},
 		{"overhead over", "[vm]\noverhead_memory_mib = 4097", []string{"vm.overhead_memory_mib = 4097", "from 0 to 4096"}},
+		{"root size under", "[vm]\nroot_size_mib = 31", []string{"vm.root_size_mib = 31", "from 32 to 1048576"}},
+		{"root size over", "[vm]\nroot_size_mib = 1048577", []string{"vm.root_size_mib = 1048577", "from 32 to 1048576"}},
+		{"console cap under", "[vm]\nconsole_log_max_kib = 3", []string{"vm.console_log_max_kib = 3", "from 4 to 1048576"}},
+		{"console cap over", "[vm]\nconsole_log_max_kib = 1048577", []string{"vm.console_log_max_kib = 1048577", "from 4 to 1048576"}},
 
 		// values of the wrong type
 		{"cpus string", "[vm]\ncpus = \"2\"", []string{`vm.cpus = "2" (line 2)`, "wrong type: TOML string", "an integer from 1 to vm.max_cpus"}},
@@ -294,7 +298,7 @@ func TestParseInvalid(t *testing.T) {
 		// unknown keys
 		{"unknown top-level key", "frobnicate = 1", []string{`unknown key "frobnicate" (line 1)`, "top-level keys accepted: annotations, cache_dir, kernel, libkrun_path, state_dir, vm"}},
 		{"unknown nested key typo", "[kernel]\ndefualt = \"net\"", []string{`unknown key "kernel.defualt" (line 2)`, "keys accepted in [kernel]: allowed, default, paths"}},
-		{"unknown vm key", "[vm]\ncpu = 2", []string{`unknown key "vm.cpu" (line 2)`, "keys accepted in [vm]: cpus, max_cpus, max_memory_mib, memory_mib, overhead_memory_mib"}},
+		{"unknown vm key", "[vm]\ncpu = 2", []string{`unknown key "vm.cpu" (line 2)`, "keys accepted in [vm]: console_log_max_kib, cpus, max_cpus, max_memory_mib, memory_mib, overhead_memory_mib, root_size_mib"}},
 		{"unknown table", "[kernal]\ndefault = \"net\"", []string{`unknown table "kernal" (line 1)`, "top-level keys accepted"}},
 		{"unknown sub-table", "[vm.limits]\nx = 1", []string{`unknown table "vm.limits" (line 1)`, "keys accepted in [vm]"}},
 		{"unknown dotted key", "vm.cpux = 2", []string{`unknown key "vm.cpux" (line 1)`, "keys accepted in [vm]"}},

@@ -5,10 +5,17 @@
 // sandbox, in its own process group.
 //
 //	boxlite-vmm -probe [-libkrun PATH]
-//	boxlite-vmm [-libkrun PATH] [-allow-test-double] [-krunfw PATH]
+//	boxlite-vmm -jail DIR [-libkrun PATH] [-allow-test-double] [-krunfw PATH]
 //	            -cpus N -memory-mib N -root DIR [-workdir DIR]
 //	            [-vsock PORT:SOCKET]... [-console FILE] [-log-level N]
 //	            [-net-tap NAME -net-mac MAC] [-env K=V]... -- EXEC [ARG]...
+//
+// -jail DIR confines the process before anything else runs (jail.c): a mount
+// tree whose root is DIR, with /proc, /dev/kvm (and /dev/net/tun) and the
+// guest root inside, the capabilities libkrun uses and no_new_privs. -root,
+// -vsock's socket paths and -console are then paths inside DIR; -libkrun and
+// -krunfw are the host's paths, loaded before the pivot. A VM is never
+// started without -jail.
 //
 // EXEC is the workload's path inside the guest root; the ARGs follow it (as in
 // krun_set_exec, argv does not repeat EXEC). Each -vsock bridges a listening
@@ -38,6 +45,7 @@
 //	4  libkrun is the test double and -allow-test-double was not given
 //	5  a krun_* call failed
 //	6  the kernel library given by -krunfw cannot be loaded
+//	7  the jail cannot be set up
 //go:build cgo
 
 package main
@@ -52,6 +60,8 @@ package main
 #include <stdlib.h>
 #include <string.h>
 
+#include "jail.h"
+
 static void *lib_open(const char *path) { return dlopen(path, RTLD_NOW | RTLD_LOCAL); }
 static const char *lib_error(void) { const char *e = dlerror(); return e ? e : "unknown dlopen error"; }
 static void *lib_sym(void *h, const char *name) { return dlsym(h, name); }
@@ -60,7 +70,6 @@ static const char *lib_path(void *h) {
 	return dlinfo(h, RTLD_DI_LINKMAP, &lm) == 0 && lm ? lm->l_name : "";
 }
 
-typedef int32_t (*fn_v)(void);
 typedef int32_t (*fn_u)(uint32_t);
 typedef int32_t (*fn_u_u8_u)(uint32_t, uint8_t, uint32_t);
 typedef int32_t (*fn_u_s)(uint32_t, const char *);
@@ -68,7 +77,6 @@ typedef int32_t (*fn_u_s_v_v)(uint32_t, const char *, const char *const *, const
 typedef int32_t (*fn_u_u_s_b)(uint32_t, uint32_t, const char *, bool);
 typedef int32_t (*fn_u_s_mac_u_u)(uint32_t, char *, uint8_t *, uint32_t, uint32_t);
 
-static int32_t call_v(void *f) { return ((fn_v)f)(); }
 static int32_t call_u(void *f, uint32_t a) { return ((fn_u)f)(a); }
 static int32_t call_u_u8_u(void *f, uint32_t a, uint8_t b, uint32_t c) { return ((fn_u_u8_u)f)(a, b, c); }
 static int32_t call_u_s(void *f, uint32_t a, const char *s) { return ((fn_u_s)f)(a, s); }
@@ -138,14 +146,15 @@ func main() {
 	var (
 		libkrun   = flag.String("libkrun", "libkrun.so.1", "libkrun to dlopen (a bare name searches the loader path)")
 		probe     = flag.Bool("probe", false, "load libkrun, print what was loaded (JSON) and exit")
-		allowTD   = flag.Bool("allow-test-double", false, "accept the libkrun test double (tests only)")
-		krunfw    = flag.String("krunfw", "", "kernel library (libkrunfw.so.5) to load before libkrun")
+		_         = flag.String("jail", "", "confine the VMM to DIR (see jail.c; required to start a VM)")
+		_         = flag.Bool("allow-test-double", false, "accept the libkrun test double (tests only)")
+		_         = flag.String("krunfw", "", "kernel library (libkrunfw.so.5) to load before libkrun (jail.c loads it)")
 		cpus      = flag.Uint("cpus", 1, "vCPUs (1-255)")
 		memory    = flag.Uint("memory-mib", 512, "guest memory in MiB")
 		root      = flag.String("root", "", "guest root directory (virtio-fs)")
 		workdir   = flag.String("workdir", "", "workload's working directory in the guest")
 		console   = flag.String("console", "", "file that receives the guest console")
-		logLevel  = flag.Uint("log-level", 1, "libkrun log level (0 off .. 5 trace)")
+		_         = flag.Uint("log-level", 1, "libkrun log level (0 off .. 5 trace; jail.c sets it)")
 		netTap    = flag.String("net-tap", "", "TAP device backing the guest's virtio-net eth0 (krun_add_net_tap)")
 		netMAC    = flag.String("net-mac", "", "guest eth0's MAC address (with -net-tap)")
 		vsock     vsockFlag
@@ -179,21 +188,12 @@ func main() {
 		}
 	}
 
-	if *krunfw != "" {
-		if C.lib_open(C.CString(*krunfw)) == nil {
-			fail(6, "kernel library %s cannot be loaded: %s", *krunfw, C.GoString(C.lib_error()))
-		}
+	// jail.c has loaded the kernel library and libkrun, refused the test
+	// double unless allowed, created the context and confined the process.
+	if C.boxlite_jail.active == 0 {
+		fail(2, "-jail is required to start a VM")
 	}
-	h := C.lib_open(C.CString(*libkrun))
-	if h == nil {
-		fail(3, "libkrun is not available: %s; install libkrun (libkrun.so.1) from your distribution or build it, or set libkrun_path in /etc/boxlite/config.toml", C.GoString(C.lib_error()))
-	}
-	if C.lib_sym(h, C.CString("krun_test_double")) != nil {
-		if !*allowTD {
-			fail(4, "refusing %s (%s): it is the libkrun test double, which runs the workload as a host process, not in a VM; it is for tests only (pass -allow-test-double)", *libkrun, C.GoString(C.lib_path(h)))
-		}
-		fmt.Fprintf(os.Stderr, "boxlite-vmm: WARNING: %s is the libkrun test double: the workload runs as a host process, not in a VM\n", *libkrun)
-	}
+	h := C.boxlite_jail.libkrun
 	sym := func(name string) unsafe.Pointer {
 		f := C.lib_sym(h, C.CString(name))
 		if f == nil {
@@ -202,8 +202,6 @@ func main() {
 		return f
 	}
 	var (
-		setLogLevel   = sym("krun_set_log_level")
-		createCtx     = sym("krun_create_ctx")
 		setVMConfig   = sym("krun_set_vm_config")
 		setRoot       = sym("krun_set_root")
 		setWorkdir    = sym("krun_set_workdir")
@@ -219,8 +217,7 @@ func main() {
 		return ret
 	}
 
-	check("krun_set_log_level", C.call_u(setLogLevel, C.uint32_t(*logLevel)))
-	ctx := C.uint32_t(check("krun_create_ctx", C.call_v(createCtx)))
+	ctx := C.uint32_t(C.boxlite_jail.ctx)
 	check("krun_set_vm_config", C.call_u_u8_u(setVMConfig, ctx, C.uint8_t(*cpus), C.uint32_t(*memory)))
 	check("krun_set_root", C.call_u_s(setRoot, ctx, C.CString(*root)))
 	if *workdir != "" {

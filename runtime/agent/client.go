@@ -39,23 +39,37 @@ import (
 
 // Client talks to one guest agent.
 type Client struct {
-	path string
+	name string // the socket, for messages
+	dial Dialer
 	conn net.Conn
 	tc   *ttrpc.Client
 	api  api.AgentService
 }
 
-// Dial connects to the agent behind socketPath. While the agent is not
-// answering yet (the socket is missing, refuses, or the bridge closes the
-// connection because nothing listens in the guest yet) it retries until ctx
-// is done; an agent that answers the header with an error is not retried.
+// Dialer opens a new connection to the agent's socket.
+type Dialer func(ctx context.Context) (net.Conn, error)
+
+// Dial connects to the agent behind socketPath (see DialWith).
 func Dial(ctx context.Context, socketPath string) (*Client, error) {
+	return DialWith(ctx, socketPath, func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", socketPath)
+	})
+}
+
+// DialWith connects to the agent through dial (name names its socket in
+// messages); the client uses dial again for each stdio stream. While the
+// agent is not answering yet (the socket is missing, refuses, or the bridge
+// closes the connection because nothing listens in the guest yet) it retries
+// until ctx is done; an agent that answers the header with an error is not
+// retried.
+func DialWith(ctx context.Context, name string, dial Dialer) (*Client, error) {
 	delay := 10 * time.Millisecond
 	for {
-		conn, err := dialHeader(ctx, socketPath, api.TTRPCHeader+"\n")
+		conn, err := dialHeader(ctx, dial, api.TTRPCHeader+"\n")
 		if err == nil {
 			tc := ttrpc.NewClient(conn)
-			return &Client{path: socketPath, conn: conn, tc: tc, api: api.NewAgentClient(tc)}, nil
+			return &Client{name: name, dial: dial, conn: conn, tc: tc, api: api.NewAgentClient(tc)}, nil
 		}
 		var refused *refusedError
 		if errors.As(err, &refused) {
@@ -63,7 +77,7 @@ func Dial(ctx context.Context, socketPath string) (*Client, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("agent at %s: %w (last error: %v)", socketPath, ctx.Err(), err)
+			return nil, fmt.Errorf("agent at %s: %w (last error: %v)", name, ctx.Err(), err)
 		case <-time.After(delay):
 		}
 		if delay < 200*time.Millisecond {
@@ -77,9 +91,8 @@ type refusedError struct{ msg string }
 func (e *refusedError) Error() string { return e.msg }
 
 // dialHeader opens a connection and exchanges the header line.
-func dialHeader(ctx context.Context, path, header string) (net.Conn, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", path)
+func dialHeader(ctx context.Context, dial Dialer, header string) (net.Conn, error) {
+	conn, err := dial(ctx)
 	if err != nil {
 		return nil, err
 	}

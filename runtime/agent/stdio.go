@@ -49,7 +49,7 @@ type Attached struct {
 func (c *Client) Attach(ctx context.Context, id, execID string, pio IO) (*Attached, error) {
 	a := &Attached{c: c, id: id, execID: execID, stdinCopyDone: make(chan struct{})}
 	open := func(stream string) (net.Conn, error) {
-		conn, err := dialHeader(ctx, c.path, api.StdioHeader{Container: id, Exec: execID, Stream: stream}.Line())
+		conn, err := dialHeader(ctx, c.dial, api.StdioHeader{Container: id, Exec: execID, Stream: stream}.Line())
 		if err != nil {
 			return nil, err
 		}

@@ -53,19 +53,36 @@ func In(path string, fn func() error) error {
 }
 
 // InNew runs fn on a thread in a new, empty network namespace, which goes
-// away with the thread when fn returns (unless fn binds it somewhere):
-// nothing made in it outlives fn.
+// away when fn returns (unless fn binds it somewhere): nothing made in it
+// outlives fn. The thread goes back to its own namespace afterwards, or, if
+// it cannot, ends with fn's goroutine (a thread left in the new namespace
+// would otherwise run other code there; and the process's main thread,
+// which Go never ends, would stay in it, as /proc/self shows).
 func InNew(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		runtime.LockOSThread()
+		own, err := vns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("own network namespace: %w", err)
+			return
+		}
+		defer own.Close()
 		ns, err := vns.New()
 		if err != nil {
+			if vns.Set(own) == nil {
+				runtime.UnlockOSThread()
+			}
 			errc <- fmt.Errorf("new network namespace: %w", err)
 			return
 		}
 		ns.Close() // the thread holds the namespace; the handle is not needed
-		errc <- fn()
+		ferr := fn()
+		if vns.Set(own) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- ferr
 	}()
 	return <-errc
 }

@@ -8,15 +8,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/mount"
 	"golang.org/x/sys/unix"
 
-	"github.com/boxlite/boxlite-shim/reaper"
 	"github.com/boxlite/boxlite-shim/runtime/podnet"
+	"github.com/boxlite/boxlite-shim/runtime/vmm"
 )
 
 // RecordName is the sandbox's state record in the sandbox container's bundle.
@@ -89,12 +88,12 @@ func Cleanup(ctx context.Context, bundle string) error {
 		return fmt.Errorf("parse sandbox state record %s: %w", path, err)
 	}
 	var errs []error
-	pids := vmmsIn(r.Dir) // also one the record missed (a crash while booting)
+	pids := vmm.Find(r.Dir) // also one the record missed (a crash while booting)
 	if r.VMMPid > 0 {
 		pids = append(pids, r.VMMPid)
 	}
 	for _, pid := range pids {
-		if err := killGroup(ctx, pid); err != nil {
+		if err := vmm.KillOrphan(ctx, pid); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -107,74 +106,6 @@ func Cleanup(ctx context.Context, bundle string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// killGroup SIGKILLs process group pgid if its leader is still a boxlite VMM,
-// and waits until the group is empty. The group is not ours to reap (its
-// members were reparented when the shim died), so this only waits.
-func killGroup(ctx context.Context, pgid int) error {
-	if unix.Kill(-pgid, 0) != nil {
-		return nil // gone already
-	}
-	if !isVMM(pgid) && !groupIsOurs(pgid) {
-		return nil // the PID was reused by something else
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for unix.Kill(-pgid, 0) == nil {
-		_ = unix.Kill(-pgid, unix.SIGKILL)
-		if time.Now().After(deadline) {
-			return fmt.Errorf("process group %d of the VMM is still there 10s after SIGKILL", pgid)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return nil
-}
-
-// vmmsIn lists the boxlite-vmm processes whose working directory (the VMM's
-// state directory) is under dir.
-func vmmsIn(dir string) []int {
-	if dir == "" {
-		return nil
-	}
-	ents, _ := os.ReadDir("/proc")
-	var out []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || !isVMM(pid) {
-			continue
-		}
-		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
-		if err == nil && (cwd == dir || strings.HasPrefix(cwd, dir+"/")) {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
-
-// isVMM reports whether pid runs boxlite-vmm.
-func isVMM(pid int) bool {
-	exe, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe"))
-	if err != nil {
-		b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "comm"))
-		return strings.TrimSpace(string(b)) == "boxlite-vmm"
-	}
-	return filepath.Base(strings.TrimSuffix(exe, " (deleted)")) == "boxlite-vmm"
-}
-
-// groupIsOurs reports whether some member of group pgid runs the VMM or the
-// agent (the leader may be gone while the workload lives on).
-func groupIsOurs(pgid int) bool {
-	for _, pid := range reaper.GroupMembers(pgid) {
-		b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "comm"))
-		if c := strings.TrimSpace(string(b)); c == "boxlite-vmm" || c == "boxlite-agent" {
-			return true
-		}
-	}
-	return false
 }
 
 // cleanupHost undoes what the sandbox made on the host once its VMM is gone:

@@ -33,6 +33,7 @@ import (
 	"github.com/boxlite/boxlite-shim/reaper"
 	"github.com/boxlite/boxlite-shim/runtime/agent"
 	"github.com/boxlite/boxlite-shim/runtime/podnet"
+	"github.com/boxlite/boxlite-shim/runtime/share"
 	"github.com/boxlite/boxlite-shim/runtime/vmm"
 )
 
@@ -63,8 +64,10 @@ type Options struct {
 	// is placed in it, where CRI reads the pod's stats; "" = none.
 	CgroupsPath string
 	// NetNS is the network namespace the VMM runs in (the pod's, that CNI
-	// prepared); "" = the shim's.
+	// prepared); "" = a new, empty one.
 	NetNS string
+	// OOMScoreAdj is the sandbox container spec's: the VMM gets it.
+	OOMScoreAdj *int
 	// AgentBinary is the agent to run as the guest's workload; "" means
 	// boxlite-agent beside the shim's executable.
 	AgentBinary string
@@ -81,6 +84,7 @@ type Sandbox struct {
 	opts    Options
 	record  Record
 	vmm     *vmm.VMM
+	share   *share.Namespace // the VMM's mount namespace, once booted
 	agent   *agent.Client
 	double  bool
 	hostCG  string
@@ -159,6 +163,14 @@ func Prepare(ctx context.Context, o Options) (_ *Sandbox, retErr error) {
 			_ = s.Stop(context.WithoutCancel(ctx))
 		}
 	}()
+	// The sandbox directory is the VMM's jail, and the guest writes the
+	// guest root in it: a tmpfs of its own bounds what a guest can put
+	// there (it is charged to the VMM's memory cgroup).
+	if mib := cfg.VM.RootSizeMiB; mib > 0 {
+		if err := unix.Mount("tmpfs", s.dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%dm,mode=0700", mib)); err != nil {
+			return nil, fmt.Errorf("sandbox %s: mounting the sandbox's tmpfs (vm.root_size_mib = %d) on %s: %w", o.ID, mib, s.dir, err)
+		}
+	}
 	for _, d := range []string{"proc", "sys", "dev", "tmp", "etc", strings.TrimPrefix(guestContainers, "/")} {
 		if err := os.MkdirAll(filepath.Join(s.root, d), 0o755); err != nil {
 			return nil, fmt.Errorf("sandbox %s: guest root: %w", o.ID, err)
@@ -167,64 +179,55 @@ func Prepare(ctx context.Context, o Options) (_ *Sandbox, retErr error) {
 	if err := copyFile(agentBin, filepath.Join(s.root, guestAgentPath), 0o755); err != nil {
 		return nil, fmt.Errorf("sandbox %s: installing the agent in the guest root: %w", o.ID, err)
 	}
-	// The containers' directory is a shared mount: what is mounted under it
-	// later (the rootfs of a container joining the pod, the files it shares
-	// from the host) reaches the guest, as virtio-fs shows a real guest the
-	// host's mounts under the shared directory.
-	ctrs := filepath.Join(s.root, guestContainers)
-	if err := unix.Mount(ctrs, ctrs, "", unix.MS_BIND, ""); err != nil {
-		return nil, fmt.Errorf("sandbox %s: bind mount %s: %w", o.ID, ctrs, err)
-	}
-	if err := unix.Mount("", ctrs, "", unix.MS_SHARED, ""); err != nil {
-		return nil, fmt.Errorf("sandbox %s: make %s shared: %w", o.ID, ctrs, err)
-	}
 	return s, nil
 }
 
 // ShareMounts makes the host files and directories the spec bind-mounts into
 // container id (under CRI: /etc/hosts, /etc/resolv.conf, /etc/hostname,
 // /dev/shm, volumes) reachable in the guest: each source is bind-mounted
-// under the container's directory in the guest root, and the spec's source
-// is rewritten to that guest path. The mounts go with UnmountRootfs.
+// under the container's directory in the guest root, inside the VMM's mount
+// namespace only (package share: never through a link the guest made, never
+// in the host's namespace), read-only where the spec says ro (rro: every
+// submount too), and the spec's source is rewritten to that guest path. The
+// mounts go with UnmountRootfs.
 func (s *Sandbox) ShareMounts(id string, spec *specs.Spec) error {
+	if s.share == nil {
+		return fmt.Errorf("container %s: the sandbox has not booted: %w", id, errdefs.ErrFailedPrecondition)
+	}
 	dir := filepath.Join(guestContainers, id, "mounts")
 	for i := range spec.Mounts {
 		m := &spec.Mounts[i]
 		if !isBind(*m) || !filepath.IsAbs(m.Source) {
 			continue
 		}
-		st, err := os.Stat(m.Source)
-		if err != nil {
+		if _, err := os.Stat(m.Source); err != nil {
 			return fmt.Errorf("container %s: bind mount source %s (for %s): %w", id, m.Source, m.Destination, err)
 		}
 		guest := filepath.Join(dir, fmt.Sprintf("%d-%s", i, filepath.Base(m.Source)))
-		target := filepath.Join(s.root, guest)
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-			return fmt.Errorf("container %s: %w", id, err)
-		}
-		if st.IsDir() {
-			err = os.Mkdir(target, 0o755)
-		} else {
-			var f *os.File
-			if f, err = os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644); err == nil {
-				err = f.Close()
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("container %s: sharing %s: %w", id, m.Source, err)
-		}
-		flags := uintptr(unix.MS_BIND)
-		for _, o := range m.Options {
-			if o == "rbind" {
-				flags |= unix.MS_REC
-			}
-		}
-		if err := unix.Mount(m.Source, target, "", flags, ""); err != nil {
+		if err := s.share.Bind(m.Source, strings.TrimPrefix(guest, "/"), bindOptions(m.Options)); err != nil {
 			return fmt.Errorf("container %s: sharing %s with the guest: %w", id, m.Source, err)
 		}
 		m.Source = guest
 	}
 	return nil
+}
+
+// bindOptions are the host-side options of a bind mount with OCI options o.
+func bindOptions(o []string) share.BindOptions {
+	var b share.BindOptions
+	for _, opt := range o {
+		switch opt {
+		case "rbind":
+			b.Recursive = true
+		case "ro":
+			b.ReadOnly = true
+		case "rro":
+			b.RecursiveReadOnly = true
+		case "rw":
+			b.ReadOnly = false
+		}
+	}
+	return b
 }
 
 func isBind(m specs.Mount) bool {
@@ -239,37 +242,31 @@ func isBind(m specs.Mount) bool {
 	return false
 }
 
-// MountRootfs mounts a container's root filesystem (the snapshotter's mounts)
-// under the guest root and returns its path as the guest sees it.
-func (s *Sandbox) MountRootfs(id string, mounts []mount.Mount) (string, error) {
-	guest := filepath.Join(guestContainers, id, "rootfs")
-	target := filepath.Join(s.root, guest)
-	if err := os.MkdirAll(target, 0o755); err != nil {
-		return "", fmt.Errorf("container %s: rootfs: %w", id, err)
-	}
+// MountRootfs mounts a container's root filesystem (the snapshotter's
+// mounts, staged at the bundle's rootfs directory as runc's shim mounts
+// them, then moved, see package share) under the guest root, and returns its
+// path as the guest sees it.
+func (s *Sandbox) MountRootfs(id, bundle string, mounts []mount.Mount) (string, error) {
 	if len(mounts) == 0 {
 		return "", fmt.Errorf("container %s: no rootfs mounts given (a bundle rootfs prepared by the caller is not supported): %w", id, errdefs.ErrInvalidArgument)
 	}
-	if err := mount.All(mounts, target); err != nil {
-		_ = mount.UnmountRecursive(target, 0)
-		return "", fmt.Errorf("container %s: mounting rootfs on %s: %w", id, target, err)
+	if s.share == nil {
+		return "", fmt.Errorf("container %s: the sandbox has not booted: %w", id, errdefs.ErrFailedPrecondition)
+	}
+	guest := filepath.Join(guestContainers, id, "rootfs")
+	if err := s.share.Rootfs(mounts, filepath.Join(bundle, "rootfs"), strings.TrimPrefix(guest, "/")); err != nil {
+		return "", fmt.Errorf("container %s: mounting its rootfs: %w", id, err)
 	}
 	return guest, nil
 }
 
-// UnmountRootfs unmounts a container's root filesystem and removes its
-// directory.
+// UnmountRootfs unmounts a container's root filesystem and shared mounts
+// (in the VMM's namespace) and removes its directory.
 func (s *Sandbox) UnmountRootfs(id string) error {
-	dir := filepath.Join(s.root, guestContainers, id)
-	if err := mount.UnmountRecursive(dir, 0); err != nil && !errors.Is(err, os.ErrNotExist) {
-		if err := mount.UnmountRecursive(dir, unix.MNT_DETACH); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("container %s: unmount rootfs: %w", id, err)
-		}
+	if s.share == nil {
+		return nil // not booted: nothing was mounted
 	}
-	if m, err := mount.Lookup(dir); err == nil && m.Mountpoint == dir {
-		return fmt.Errorf("container %s: %s is still a mount point", id, dir)
-	}
-	if err := os.RemoveAll(dir); err != nil {
+	if err := s.share.Remove(strings.TrimPrefix(filepath.Join(guestContainers, id), "/")); err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
 	}
 	return nil
@@ -290,18 +287,22 @@ func (s *Sandbox) Boot(ctx context.Context) error {
 		workload = append(workload, "-network", guestNetwork)
 	}
 	v, err := vmm.Start(ctx, vmm.Config{
-		ID:          s.ID,
-		StateDir:    filepath.Join(s.dir, "vmm"),
-		RootDir:     s.root,
-		Kernel:      s.Kernel,
-		LibkrunPath: s.cfg.LibkrunPath,
-		CPUs:        s.res.CPUs,
-		MemoryMiB:   s.res.MemoryMiB,
-		AgentPort:   AgentPort,
-		NetNS:       s.opts.NetNS,
-		Net:         nic,
-		Workload:    workload,
-		Env:         []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+		ID:            s.ID,
+		JailDir:       s.dir,
+		StateDir:      filepath.Join(s.dir, "vmm"),
+		RootDir:       s.root,
+		Kernel:        s.Kernel,
+		LibkrunPath:   s.cfg.LibkrunPath,
+		CPUs:          s.res.CPUs,
+		MemoryMiB:     s.res.MemoryMiB,
+		AgentPort:     AgentPort,
+		NetNS:         s.opts.NetNS,
+		NewNetNS:      s.opts.NetNS == "",
+		OOMScoreAdj:   s.opts.OOMScoreAdj,
+		Net:           nic,
+		ConsoleLogMax: int64(s.cfg.VM.ConsoleLogMaxKiB) << 10,
+		Workload:      workload,
+		Env:           []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 	}, s.opts.Reaper)
 	if err != nil {
 		return fmt.Errorf("sandbox %s: %w", s.ID, err)
@@ -313,11 +314,14 @@ func (s *Sandbox) Boot(ctx context.Context) error {
 	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c, err := agent.Dial(dctx, v.AgentSocket())
+	c, err := agent.DialWith(dctx, v.AgentSocket(), v.DialAgent)
 	if err != nil {
 		return fmt.Errorf("sandbox %s: connecting to the guest agent: %w", s.ID, err)
 	}
 	s.agent = c
+	if s.share, err = share.Open(v.Pid(), "/"+filepath.Base(s.root)); err != nil {
+		return fmt.Errorf("sandbox %s: %w", s.ID, err)
+	}
 	if s.opts.CgroupsPath != "" {
 		// The agent is up: it and the VMM are all the group holds, and
 		// what they start from now on inherits the cgroup.
@@ -441,6 +445,12 @@ func (s *Sandbox) Stop(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 		cancel()
+	}
+	if s.share != nil {
+		// With the VMM gone, this was the namespace's last reference: its
+		// mounts go with it.
+		s.share.Close()
+		s.share = nil
 	}
 	if err := cleanupHost(s.record); err != nil {
 		errs = append(errs, err)

@@ -84,13 +84,16 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, createError(fmt.Errorf("configuration: %w", err))
 	}
-	netns, err := sandboxNetNS(r.ID, spec, ctype == sandbox.ContainerTypeSandbox)
+	netns, err := sandboxNetNS(r.ID, spec)
 	if err != nil {
+		return nil, createError(err)
+	}
+	if err := checkHostIPC(r.ID, spec); err != nil {
 		return nil, createError(err)
 	}
 	sb, err = sandbox.Prepare(ctx, sandbox.Options{
 		Namespace: ns, ID: r.ID, Config: cfg, Annotations: spec.Annotations, Bundle: r.Bundle, Reaper: s.reaper, NetNS: netns,
-		CgroupsPath: podCgroupsPath(spec, ctype),
+		CgroupsPath: podCgroupsPath(spec, ctype), OOMScoreAdj: oomScoreAdj(spec),
 	})
 	if err != nil {
 		return nil, createError(err)
@@ -105,14 +108,15 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err := guestSpec(r.ID, spec, 0); err != nil {
 		return nil, createError(err)
 	}
+	// The VM first: the container's mounts go into the VMM's namespace.
+	if err := sb.Boot(ctx); err != nil {
+		return nil, createError(err)
+	}
 	paths, pipes, rootfs, err := containerFiles(ctx, r, spec, sb)
 	if err != nil {
 		return nil, createError(err)
 	}
 	defer onFailure(&retErr, pipes.Close)
-	if err := sb.Boot(ctx); err != nil {
-		return nil, createError(err)
-	}
 	res, att, err := sb.Agent().Create(ctx, r.ID, spec, rootfs, pipes.IO())
 	if err != nil {
 		return nil, createError(fmt.Errorf("task %s: creating the container in the guest: %w", r.ID, err))
@@ -211,7 +215,7 @@ func containerFiles(ctx context.Context, r *taskAPI.CreateTaskRequest, spec *spe
 	if err != nil {
 		return paths, nil, "", fmt.Errorf("task %s: %w", r.ID, err)
 	}
-	rootfs, err := sb.MountRootfs(r.ID, mount.FromProto(r.Rootfs))
+	rootfs, err := sb.MountRootfs(r.ID, r.Bundle, mount.FromProto(r.Rootfs))
 	if err != nil {
 		pipes.Close()
 		return paths, nil, "", err
@@ -254,23 +258,75 @@ func sameAsSandbox(id string, ann map[string]string, sb *sandbox.Sandbox) error 
 }
 
 // sandboxNetNS is the network namespace a new sandbox's VMM runs in: the
-// path in the sandbox container's spec (a CRI pod's, that CNI prepared). A
-// CRI pod sandbox without one is a host-network pod, which a VM cannot give.
-func sandboxNetNS(id string, spec *specs.Spec, pod bool) (string, error) {
+// path in the sandbox container's spec (a CRI pod's, that CNI prepared), or
+// "" for a spec that asks for a namespace of its own without a path (ctr run
+// without CNI): the VMM then gets a fresh, empty one, as runc's container
+// would, so that libkrun's TSI reaches nothing of the host. The host's
+// network namespace, by omission (hostNetwork: true, ctr run --net-host) or
+// by path, is refused: the VMM, and with TSI the guest, would share it.
+func sandboxNetNS(id string, spec *specs.Spec) (string, error) {
+	refuse := func(how string) error {
+		return fmt.Errorf("sandbox %s %s: a micro-VM cannot share the host's network namespace (its VMM, and through libkrun's TSI its guest, would reach the host's services); give it a network namespace of its own (a CRI pod without hostNetwork, ctr run without --net-host), or run it with another runtime: %w",
+			id, how, errdefs.ErrInvalidArgument)
+	}
+	ns, ok := specNamespace(spec, specs.NetworkNamespace)
+	switch {
+	case !ok:
+		return "", refuse("uses the host's network (hostNetwork: true, or no network namespace in its spec)")
+	case ns.Path == "":
+		return "", nil
+	}
+	if _, err := os.Stat(ns.Path); err != nil {
+		return "", fmt.Errorf("sandbox %s: network namespace %s cannot be opened: %w: %w", id, ns.Path, err, errdefs.ErrInvalidArgument)
+	}
+	if isHostNamespace(ns.Path, "net") {
+		return "", refuse(fmt.Sprintf("names the host's network namespace (%s)", ns.Path))
+	}
+	return ns.Path, nil
+}
+
+// checkHostIPC refuses a sandbox that would share the host's IPC namespace
+// (hostIPC: true, or no IPC namespace in its spec): the guest has its own
+// System V IPC and POSIX message queues, which cannot be the host's.
+func checkHostIPC(id string, spec *specs.Spec) error {
+	if _, ok := specNamespace(spec, specs.IPCNamespace); !ok {
+		return fmt.Errorf("sandbox %s uses the host's IPC namespace (hostIPC: true, or no ipc namespace in its spec): a micro-VM's guest has its own IPC namespace and cannot share the host's; run it with another runtime: %w", id, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+func specNamespace(spec *specs.Spec, t specs.LinuxNamespaceType) (specs.LinuxNamespace, bool) {
 	if spec.Linux != nil {
 		for _, ns := range spec.Linux.Namespaces {
-			if ns.Type == specs.NetworkNamespace {
-				if ns.Path == "" && pod {
-					break
-				}
-				return ns.Path, nil
+			if ns.Type == t {
+				return ns, true
 			}
 		}
 	}
-	if pod {
-		return "", fmt.Errorf("pod %s uses the host's network (hostNetwork: true, or no network namespace in the sandbox's spec): a micro-VM pod cannot share the host's network namespace; run it with another runtime class: %w", id, errdefs.ErrInvalidArgument)
+	return specs.LinuxNamespace{}, false
+}
+
+// isHostNamespace reports whether path is the host's namespace of kind
+// (net, ipc...): the shim's own (its calling thread's), or init's.
+func isHostNamespace(path, kind string) bool {
+	st, err := os.Stat(path)
+	if err != nil {
+		return false
 	}
-	return "", nil
+	for _, host := range []string{"/proc/thread-self/ns/" + kind, "/proc/1/ns/" + kind} {
+		if hs, err := os.Stat(host); err == nil && os.SameFile(st, hs) {
+			return true
+		}
+	}
+	return false
+}
+
+// oomScoreAdj is the spec's process oom_score_adj, which the VMM gets.
+func oomScoreAdj(spec *specs.Spec) *int {
+	if spec.Process == nil {
+		return nil
+	}
+	return spec.Process.OOMScoreAdj
 }
 
 // podCgroupsPath is the host cgroup of a pod sandbox's VMM: the sandbox

@@ -14,23 +14,57 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/boxlite/boxlite-shim/runtime/sandbox"
+	"github.com/boxlite/boxlite-shim/test/netnstest"
 )
 
 func nsSpec(ns ...specs.LinuxNamespace) *specs.Spec {
 	return &specs.Spec{Linux: &specs.Linux{Namespaces: ns}}
 }
 
+// TestSandboxNetNS: a sandbox gets its spec's network namespace, or a fresh
+// one; never the host's. Before the VM-boundary fix, a lone container (ctr)
+// without a path, or with the host's namespace path, put the VMM in the
+// shim's namespace (this test failed there).
 func TestSandboxNetNS(t *testing.T) {
-	withNet := nsSpec(specs.LinuxNamespace{Type: specs.PIDNamespace}, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: "/var/run/netns/cni-1"})
-	if p, err := sandboxNetNS("p", withNet, true); err != nil || p != "/var/run/netns/cni-1" {
-		t.Errorf("pod with a netns: %q %v", p, err)
+	pod := netnstest.New(t)
+	for _, tc := range []struct {
+		name     string
+		spec     *specs.Spec
+		want     string
+		wantHost bool
+	}{
+		{"a CNI namespace", nsSpec(specs.LinuxNamespace{Type: specs.PIDNamespace}, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: pod}), pod, false},
+		{"a namespace of its own without a path", nsSpec(specs.LinuxNamespace{Type: specs.NetworkNamespace}), "", false},
+		{"no network namespace (hostNetwork, --net-host)", nsSpec(specs.LinuxNamespace{Type: specs.PIDNamespace}), "", true},
+		{"no namespaces at all", &specs.Spec{}, "", true},
+		{"the host's, by the shim's path", nsSpec(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: "/proc/self/ns/net"}), "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := sandboxNetNS("sb", tc.spec)
+			if tc.wantHost {
+				if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "cannot share the host's network namespace") {
+					t.Errorf("got %q, %v; want it refused as the host's network", p, err)
+				}
+				return
+			}
+			if err != nil || p != tc.want {
+				t.Errorf("got %q, %v; want %q", p, err, tc.want)
+			}
+		})
 	}
-	for _, host := range []*specs.Spec{nsSpec(specs.LinuxNamespace{Type: specs.PIDNamespace}), nsSpec(specs.LinuxNamespace{Type: specs.NetworkNamespace}), {}} {
-		if _, err := sandboxNetNS("p", host, true); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "host's network") {
-			t.Errorf("host-network pod: %v", err)
-		}
-		if p, err := sandboxNetNS("c", host, false); err != nil || p != "" {
-			t.Errorf("a lone container (ctr) keeps the shim's network: %q %v", p, err)
+	missing := nsSpec(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: "/var/run/netns/none-such"})
+	if _, err := sandboxNetNS("sb", missing); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "none-such cannot be opened") {
+		t.Errorf("a namespace path that cannot be opened: %v", err)
+	}
+}
+
+func TestCheckHostIPC(t *testing.T) {
+	if err := checkHostIPC("sb", nsSpec(specs.LinuxNamespace{Type: specs.IPCNamespace})); err != nil {
+		t.Errorf("an IPC namespace of its own: %v", err)
+	}
+	for _, spec := range []*specs.Spec{nsSpec(specs.LinuxNamespace{Type: specs.PIDNamespace}), {}} {
+		if err := checkHostIPC("sb", spec); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "host's IPC namespace") {
+			t.Errorf("hostIPC: %v", err)
 		}
 	}
 }

@@ -178,6 +178,7 @@ func newEnv(t *testing.T) *env {
 	copyFile(t, tb.workload, filepath.Join(e.root, "vmmworkload"), 0o755)
 	e.cfg = Config{
 		ID:           "sb-" + strings.ReplaceAll(t.Name(), "/", "-"),
+		JailDir:      base,
 		StateDir:     e.state,
 		RootDir:      e.root,
 		Kernel:       kernel.Source{Name: kernel.Lean, Path: tb.lean},

@@ -27,7 +27,11 @@ import (
 // Names inside the state directory.
 const (
 	AgentSocketName = "agent.sock"
+	// ConsoleLogName is the guest console as the shim keeps it (capped, see
+	// Config.ConsoleLogMax); the part before the last rotation is in
+	// ConsoleLogName + ".1". consolePipeName is the FIFO libkrun writes it to.
 	ConsoleLogName  = "console.log"
+	consolePipeName = "console.pipe"
 	VMMLogName      = "vmm.log"
 	KernelDirName   = "krunfw"
 	KernelSOName    = "libkrunfw.so.5"
@@ -38,7 +42,16 @@ const (
 	VMMBinaryName = "boxlite-vmm"
 	// DefaultReadyTimeout applies when Config.ReadyTimeout is 0.
 	DefaultReadyTimeout = 10 * time.Second
+	// DefaultConsoleLogMax applies when Config.ConsoleLogMax is 0.
+	DefaultConsoleLogMax = 1 << 20
 )
+
+// jailCaps are the capabilities the jailed VMM keeps (cmd/boxlite-vmm's
+// boxlite_jail_caps): CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID,
+// CAP_SETGID, CAP_SETUID and CAP_SETFCAP, what libkrun's virtio-fs uses on
+// behalf of the guest's root.
+const jailCaps = 1<<unix.CAP_CHOWN | 1<<unix.CAP_DAC_OVERRIDE | 1<<unix.CAP_FOWNER | 1<<unix.CAP_FSETID |
+	1<<unix.CAP_SETGID | 1<<unix.CAP_SETUID | 1<<unix.CAP_SETFCAP
 
 const (
 	// readyProbe is how long a probe connection to the agent socket must
@@ -59,11 +72,16 @@ const (
 type Config struct {
 	// ID names the sandbox in errors and logs.
 	ID string
-	// StateDir is created by Start (its parent must exist; it must not) and
-	// removed by Stop, or by Start when it fails. Absolute, and short enough
-	// for <StateDir>/agent.sock to be a Unix socket path (107 bytes).
+	// JailDir is the VMM's jail: the root of its own mount namespace (see
+	// cmd/boxlite-vmm). It exists and is the caller's; the VMM mounts /proc
+	// and /dev under it, and what it writes there is untrusted.
+	JailDir string
+	// StateDir, inside JailDir, is created by Start (its parent must exist;
+	// it must not) and removed by Stop, or by Start when it fails. Short
+	// enough for <StateDir>/agent.sock to be a Unix socket path (107 bytes).
 	StateDir string
-	// RootDir is the guest root (virtio-fs); it exists and is the caller's.
+	// RootDir, inside JailDir, is the guest root (virtio-fs); it exists and
+	// is the caller's.
 	RootDir string
 	// Kernel is the variant to boot; Kernel.Path is staged as libkrunfw.so.5.
 	Kernel kernel.Source
@@ -87,8 +105,17 @@ type Config struct {
 	Env      []string
 	Workdir  string
 	// NetNS is the path of the network namespace the VMM runs in (a pod's,
-	// prepared by CNI); "" = the caller's.
+	// prepared by CNI); "" = a new, empty one (NewNetNS), or the caller's.
 	NetNS string
+	// NewNetNS gives the VMM a network namespace of its own with nothing in
+	// it (when NetNS is ""): libkrun's TSI then reaches nothing of the host.
+	NewNetNS bool
+	// OOMScoreAdj, when set, is the VMM's oom_score_adj (the container
+	// spec's: otherwise it keeps the shim's, which is far lower).
+	OOMScoreAdj *int
+	// ConsoleLogMax bounds console.log (bytes); the part before goes to
+	// console.log.1, so at most twice this is kept. 0 = DefaultConsoleLogMax.
+	ConsoleLogMax int64
 	// Net is the guest's virtio-net device (libkrun's TAP backend); nil =
 	// none, and libkrun's TSI gives the guest the VMM's network instead.
 	Net *Net
@@ -113,6 +140,11 @@ type VMM struct {
 	r     *reaper.Reaper
 	proc  *reaper.Process
 	group *reaper.Group
+	// state is StateDir, opened before the VMM runs: the shim reaches what
+	// is in it only through this descriptor and without following links
+	// (the VMM is untrusted and can write there).
+	state   *os.File
+	console *consoleCopier
 
 	mu      sync.Mutex
 	stopped bool
@@ -147,6 +179,10 @@ func Start(ctx context.Context, cfg Config, r *reaper.Reaper) (_ *VMM, retErr er
 		return nil, fmt.Errorf("vmm: sandbox %s: %w", cfg.ID, err)
 	}
 	v := &VMM{cfg: cfg, r: r}
+	if v.state, err = os.OpenFile(cfg.StateDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0); err != nil {
+		_ = os.Remove(cfg.StateDir)
+		return nil, fmt.Errorf("vmm: sandbox %s: %w", cfg.ID, err)
+	}
 	defer func() {
 		if retErr != nil {
 			tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), teardownTimeout)
@@ -161,6 +197,9 @@ func Start(ctx context.Context, cfg Config, r *reaper.Reaper) (_ *VMM, retErr er
 	if err != nil {
 		return nil, err
 	}
+	if v.console, err = startConsole(int(v.state.Fd()), cfg.ConsoleLogMax); err != nil {
+		return nil, fmt.Errorf("vmm: sandbox %s: console: %w", cfg.ID, err)
+	}
 	args, double := v.args(staged)
 	if double {
 		log.G(ctx).WithField("sandbox", cfg.ID).WithField("libkrun", cfg.LibkrunPath).
@@ -174,7 +213,14 @@ func Start(ctx context.Context, cfg Config, r *reaper.Reaper) (_ *VMM, retErr er
 	cmd.Dir = cfg.StateDir
 	cmd.Env = v.env()
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// New mount, PID, IPC and UTS namespaces: boxlite-vmm builds its jail in
+	// the first (see cmd/boxlite-vmm), and from the others it cannot see or
+	// reach the host's processes and IPC objects.
+	clone := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS)
+	if cfg.NetNS == "" && cfg.NewNetNS {
+		clone |= unix.CLONE_NEWNET
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Cloneflags: clone}
 	proc, err := startIn(cfg.NetNS, func() (*reaper.Process, error) { return r.Start(cmd) })
 	logf.Close()
 	if err != nil {
@@ -186,6 +232,11 @@ func Start(ctx context.Context, cfg Config, r *reaper.Reaper) (_ *VMM, retErr er
 	v.proc = proc
 	if v.group, err = r.RegisterGroup(proc.Pid()); err != nil {
 		return nil, fmt.Errorf("vmm: sandbox %s: %w", cfg.ID, err)
+	}
+	if cfg.OOMScoreAdj != nil {
+		if err := os.WriteFile(fmt.Sprintf("/proc/%d/oom_score_adj", proc.Pid()), []byte(strconv.Itoa(*cfg.OOMScoreAdj)), 0); err != nil {
+			return nil, fmt.Errorf("vmm: sandbox %s: setting the VMM's oom_score_adj to %d: %w", cfg.ID, *cfg.OOMScoreAdj, err)
+		}
 	}
 	if err := v.waitReady(ctx); err != nil {
 		return nil, err
@@ -247,6 +298,12 @@ func (v *VMM) teardown(ctx context.Context) error {
 			v.group.Unregister()
 		}
 	}
+	if v.console != nil {
+		v.console.close()
+	}
+	if v.state != nil {
+		v.state.Close()
+	}
 	if err := os.RemoveAll(v.cfg.StateDir); err != nil {
 		errs = append(errs, err)
 	}
@@ -289,12 +346,14 @@ func (c *Config) validate() error {
 	switch {
 	case c.ID == "":
 		return bad("empty sandbox ID")
-	case !filepath.IsAbs(c.StateDir):
-		return bad("state directory %q is not an absolute path", c.StateDir)
+	case !filepath.IsAbs(c.JailDir):
+		return bad("jail directory %q is not an absolute path", c.JailDir)
+	case !inside(c.JailDir, c.StateDir):
+		return bad("state directory %q is not inside the jail %s", c.StateDir, c.JailDir)
 	case len(filepath.Join(c.StateDir, AgentSocketName)) > maxSocketPath:
 		return bad("state directory %s is too long: %s must fit in %d bytes (a Unix socket path)", c.StateDir, AgentSocketName, maxSocketPath)
-	case !filepath.IsAbs(c.RootDir):
-		return bad("guest root %q is not an absolute path", c.RootDir)
+	case !inside(c.JailDir, c.RootDir):
+		return bad("guest root %q is not inside the jail %s", c.RootDir, c.JailDir)
 	case c.Kernel.Path == "":
 		return bad("no kernel file for variant %q", c.Kernel.Name)
 	case c.CPUs < 1 || c.CPUs > 255:
@@ -312,6 +371,19 @@ func (c *Config) validate() error {
 		return bad("guest root %s is not a directory", c.RootDir)
 	}
 	return nil
+}
+
+// inside reports whether path is a clean absolute path strictly inside dir.
+func inside(dir, path string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && filepath.IsAbs(path) && filepath.Clean(path) == path &&
+		rel != "." && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// inJail is path (inside JailDir) as the jailed VMM sees it.
+func (c *Config) inJail(path string) string {
+	rel, _ := filepath.Rel(c.JailDir, path)
+	return "/" + rel
 }
 
 func (c *Config) vmmBinary() (string, error) {
@@ -357,13 +429,17 @@ func (v *VMM) args(stagedKernel string) (args []string, double bool) {
 		double = true
 		args = append(args, "-allow-test-double")
 	}
+	// -jail, -libkrun and -krunfw are the host's paths (boxlite-vmm loads
+	// the libraries before it pivots into the jail); the others are the
+	// jail's.
 	args = append(args,
+		"-jail", c.JailDir,
 		"-krunfw", stagedKernel,
 		"-cpus", strconv.Itoa(c.CPUs),
 		"-memory-mib", strconv.Itoa(c.MemoryMiB),
-		"-root", c.RootDir,
-		"-vsock", fmt.Sprintf("%d:%s", c.AgentPort, v.AgentSocket()),
-		"-console", v.ConsoleLog(),
+		"-root", c.inJail(c.RootDir),
+		"-vsock", fmt.Sprintf("%d:%s", c.AgentPort, c.inJail(v.AgentSocket())),
+		"-console", c.inJail(filepath.Join(c.StateDir, consolePipeName)),
 	)
 	if c.Workdir != "" {
 		args = append(args, "-workdir", c.Workdir)
@@ -404,7 +480,7 @@ func (v *VMM) waitReady(ctx context.Context) error {
 	defer timer.Stop()
 	backoff := 2 * time.Millisecond
 	for {
-		if probe(v.AgentSocket()) {
+		if v.probe() {
 			select {
 			case <-v.proc.Done():
 				return v.exitedError()
@@ -426,10 +502,12 @@ func (v *VMM) waitReady(ctx context.Context) error {
 	}
 }
 
-// probe reports whether a connection to sock is accepted and then neither
-// closed nor reset within readyProbe (or is answered).
-func probe(sock string) bool {
-	c, err := net.DialTimeout("unix", sock, time.Second)
+// probe reports whether a connection to the agent socket is accepted and
+// then neither closed nor reset within readyProbe (or is answered).
+func (v *VMM) probe() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	c, err := v.DialAgent(ctx)
 	if err != nil {
 		return false
 	}
@@ -455,7 +533,7 @@ func (v *VMM) exitedError() error {
 	default:
 		how = fmt.Sprintf("exit status %d", e.Status)
 	}
-	vmmLog := tail(filepath.Join(v.cfg.StateDir, VMMLogName))
+	vmmLog := tail(v.state, VMMLogName)
 	msg := fmt.Sprintf("vmm: sandbox %s: the VMM exited before its agent socket was ready (%s)%s", v.cfg.ID, how, v.logTails())
 	var kind error
 	switch {
@@ -478,16 +556,17 @@ func (v *VMM) exitedError() error {
 func (v *VMM) logTails() string {
 	var b strings.Builder
 	for _, name := range []string{VMMLogName, ConsoleLogName} {
-		if t := tail(filepath.Join(v.cfg.StateDir, name)); t != "" {
+		if t := tail(v.state, name); t != "" {
 			fmt.Fprintf(&b, "; %s: %s", name, t)
 		}
 	}
 	return b.String()
 }
 
-// tail returns the last lines (at most 2 KiB) of a file, joined by " | ".
-func tail(path string) string {
-	f, err := os.Open(path)
+// tail returns the last lines (at most 2 KiB) of file name in dir, joined
+// by " | ".
+func tail(dir *os.File, name string) string {
+	f, err := openIn(dir, name, unix.O_RDONLY)
 	if err != nil {
 		return ""
 	}

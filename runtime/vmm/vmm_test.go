@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -56,7 +57,8 @@ func TestCallLogShowsConfiguration(t *testing.T) {
 	vc := find(t, calls, "krun_set_vm_config")
 	check(vc, "vcpus", 2)
 	check(vc, "ram_mib", 512)
-	check(find(t, calls, "krun_set_root"), "root", e.root)
+	// Paths are the jail's: the VMM has pivoted into JailDir.
+	check(find(t, calls, "krun_set_root"), "root", "/root")
 	check(find(t, calls, "krun_set_workdir"), "workdir", "/work")
 	ex := find(t, calls, "krun_set_exec")
 	check(ex, "exec_path", "/vmmworkload")
@@ -64,9 +66,9 @@ func TestCallLogShowsConfiguration(t *testing.T) {
 	check(ex, "envp", []any{"FOO=bar baz"})
 	vs := find(t, calls, "krun_add_vsock_port2")
 	check(vs, "port", 1024)
-	check(vs, "filepath", filepath.Join(e.state, AgentSocketName))
+	check(vs, "filepath", "/state/"+AgentSocketName)
 	check(vs, "listen", true)
-	check(find(t, calls, "krun_set_console_output"), "filepath", filepath.Join(e.state, ConsoleLogName))
+	check(find(t, calls, "krun_set_console_output"), "filepath", "/state/"+consolePipeName)
 	fw := find(t, calls, "krunfw_load")
 	check(fw, "path", filepath.Join(e.state, KernelDirName, KernelSOName))
 	real, err := filepath.EvalSymlinks(tb.lean)
@@ -254,7 +256,7 @@ func TestStartRefusesBadConfig(t *testing.T) {
 		t.Errorf("0 CPUs: %v", err)
 	}
 	e.cfg.CPUs = 1
-	e.cfg.StateDir = "/" + strings.Repeat("x", 100)
+	e.cfg.StateDir = filepath.Join(e.base, strings.Repeat("x", 100))
 	if _, err := Start(context.Background(), e.cfg, reaper.Default()); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "too long") {
 		t.Errorf("long state dir: %v", err)
 	}
@@ -275,7 +277,10 @@ func TestStartRefusesBadConfig(t *testing.T) {
 func TestStop(t *testing.T) {
 	e := newEnv(t)
 	v := e.start(t)
-	wpid := int(find(t, readCalls(t, filepath.Join(v.StateDir(), "krun-calls.jsonl")), "krun_start_enter")["workload_pid"].(float64))
+	group := reaper.GroupMembers(v.Pid()) // the VMM, the double's guest helper, the workload
+	if len(group) < 3 {
+		t.Fatalf("the VMM's process group is %v: want the VMM, the guest helper and the workload", group)
+	}
 	if err := v.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +292,7 @@ func TestStop(t *testing.T) {
 	if ex, _ := v.Exit(); !ex.Signaled || ex.Status != 128+9 {
 		t.Errorf("exit %+v, want killed by SIGKILL", ex)
 	}
-	for _, pid := range []int{v.Pid(), wpid} {
+	for _, pid := range group {
 		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
 			t.Errorf("process %d still exists after Stop", pid)
 		}
@@ -323,9 +328,10 @@ func TestDoubleNeedsKrunfwOnLibraryPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	logPath := filepath.Join(e.base, "calls.jsonl")
-	cmd := exec.Command(tb.vmm, "-libkrun", tb.double, "-allow-test-double", "-root", e.root, "--", "/vmmworkload")
+	cmd := exec.Command(tb.vmm, "-jail", e.base, "-libkrun", tb.double, "-allow-test-double", "-root", "/root", "--", "/vmmworkload")
 	cmd.Dir = e.base
 	cmd.Env = []string{"LD_LIBRARY_PATH=" + empty, "KRUN_DOUBLE_LOG=" + logPath}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID}
 	out, err := cmd.CombinedOutput()
 	fw := find(t, readCalls(t, logPath), "krunfw_load")
 	if fw["ret"] == 0.0 {
@@ -364,7 +370,9 @@ func TestNetworkDevice(t *testing.T) {
 	setup := func(t *testing.T) *env {
 		e := newEnv(t)
 		pod := netnstest.New(t)
-		netnstest.Sh(t, pod, "ip tuntap add dev boxlite0 mode tap && ip link set boxlite0 up")
+		// Owned by root, as podnet makes it: the jailed VMM attaches to it
+		// without CAP_NET_ADMIN.
+		netnstest.Sh(t, pod, "ip tuntap add dev boxlite0 mode tap user 0 && ip link set boxlite0 up")
 		e.cfg.NetNS = pod
 		e.cfg.Net = &Net{Tap: "boxlite0", MAC: mac}
 		return e
@@ -409,4 +417,99 @@ func TestNetworkDevice(t *testing.T) {
 		}
 		e.assertClean(t)
 	})
+}
+
+// TestJail: the VMM (libkrun's process) is confined. Its root is the jail
+// directory, with only the guest root, its state, /proc of its own PID
+// namespace (read-only) and /dev inside; it is in mount, PID, IPC and UTS
+// namespaces of its own; it keeps only the capabilities libkrun's virtio-fs
+// uses, with no_new_privs. Before the jail, /proc/<vmm>/root was the host's
+// root and the VMM had every capability (this test failed there).
+func TestJail(t *testing.T) {
+	e := newEnv(t)
+	v := e.start(t)
+	root := fmt.Sprintf("/proc/%d/root", v.Pid())
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, ent := range ents {
+		names = append(names, ent.Name())
+	}
+	if got := strings.Join(names, " "); got != "dev proc root state" {
+		t.Errorf("the VMM's root holds %q, want only the jail's dev proc root state", got)
+	}
+	for _, host := range []string{"usr", "etc", strings.TrimPrefix(tb.lean, "/"), strings.TrimPrefix(depsDir(), "/")} {
+		if _, err := os.Lstat(filepath.Join(root, host)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the host's /%s is reachable from the VMM: %v", host, err)
+		}
+	}
+	for _, ns := range []string{"mnt", "pid", "ipc", "uts"} {
+		mine, _ := os.Readlink("/proc/self/ns/" + ns)
+		its, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", v.Pid(), ns))
+		if err != nil || its == mine {
+			t.Errorf("the VMM's %s namespace is the host's (%s, %v)", ns, its, err)
+		}
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", v.Pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("%016x", jailCaps)
+	for _, field := range []string{"CapPrm", "CapEff", "CapBnd"} {
+		if got := statusField(string(status), field); got != want {
+			t.Errorf("%s = %s, want %s (chown, dac_override, fowner, fsetid, setgid, setuid, setfcap)", field, got, want)
+		}
+	}
+	for field, want := range map[string]string{"CapInh": "0000000000000000", "CapAmb": "0000000000000000", "NoNewPrivs": "1"} {
+		if got := statusField(string(status), field); got != want {
+			t.Errorf("%s = %s, want %s", field, got, want)
+		}
+	}
+	mounts, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", v.Pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for mp, want := range map[string][]string{"/": {"nosuid", "nodev"}, "/root": {"nosuid", "nodev", "shared:"}, "/proc": {"ro", "nosuid", "nodev", "noexec"}} {
+		line := mountLine(string(mounts), mp)
+		if line == "" {
+			t.Errorf("no mount at %s in the jail:\n%s", mp, mounts)
+			continue
+		}
+		for _, w := range want {
+			if !strings.Contains(line, w) {
+				t.Errorf("jail mount %s lacks %s: %s", mp, w, line)
+			}
+		}
+	}
+	// /proc in the jail: the VMM's own PID namespace, read-only, and
+	// (subset=pid) without the host's sysrq-trigger or sys/.
+	if _, err := os.Stat(filepath.Join(root, "proc", "1")); err != nil {
+		t.Errorf("the jail's /proc has no process 1 (the VMM): %v", err)
+	}
+	if f, err := os.OpenFile(filepath.Join(root, "proc", "sysrq-trigger"), os.O_WRONLY, 0); err == nil {
+		f.Close()
+		t.Errorf("/proc/sysrq-trigger can be opened for writing in the jail")
+	}
+}
+
+func statusField(status, name string) string {
+	for _, line := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(line, name+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// mountLine is the mountinfo line of mount point mp (the last one there).
+func mountLine(mountinfo, mp string) string {
+	var out string
+	for _, line := range strings.Split(mountinfo, "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == mp {
+			out = line
+		}
+	}
+	return out
 }

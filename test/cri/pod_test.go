@@ -8,13 +8,16 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/boxlite/boxlite-shim/runtime/podnet"
+	"github.com/boxlite/boxlite-shim/runtime/vmm"
 	"github.com/boxlite/boxlite-shim/test/crid"
+	"github.com/boxlite/boxlite-shim/test/ctrd"
 	"github.com/boxlite/boxlite-shim/test/netnstest"
 )
 
@@ -46,7 +49,7 @@ func TestPods(t *testing.T) {
 		for _, w := range []struct{ call, key, want string }{
 			{"krun_set_vm_config", "vcpus", "2"},
 			{"krun_set_vm_config", "ram_mib", fmt.Sprint(256 + 64)},
-			{"krun_set_root", "root", filepath.Join(rec.Dir, "root")},
+			{"krun_set_root", "root", "/root"}, // inside the VMM's jail (rec.Dir)
 		} {
 			if got := fmt.Sprint(c[w.call][w.key]); got != w.want {
 				t.Errorf("%s %s = %s, want %s", w.call, w.key, got, w.want)
@@ -152,7 +155,7 @@ func TestPods(t *testing.T) {
 		if out := e.Must(t, "exec", c1, "ip", "route"); !strings.Contains(out, "default via "+crid.PodGateway) {
 			t.Errorf("guest routes lack the pod's default route via %s: %s", crid.PodGateway, out)
 		}
-		if agentNS := fmt.Sprintf("/proc/%v/ns/net", calls(t, rec)["krun_start_enter"]["workload_pid"]); !fileExists(agentNS) || sameFile(netns, agentNS) {
+		if agentNS := fmt.Sprintf("/proc/%d/ns/net", ctrd.AgentOf(rec.VMMPid)); !fileExists(agentNS) || sameFile(netns, agentNS) {
 			t.Errorf("the agent shares the pod's network namespace: the guest has no network device of its own")
 		}
 		// In from the host, at the pod IP, through the TAP.
@@ -318,7 +321,7 @@ func TestPods(t *testing.T) {
 func (e *env) countVMMs() int {
 	n := 0
 	for _, p := range e.OurProcesses() {
-		if strings.HasSuffix(p, "/boxlite-vmm") {
+		if pid, _ := strconv.Atoi(strings.Fields(p)[0]); vmm.IsVMM(pid) {
 			n++
 		}
 	}

@@ -370,8 +370,9 @@ func (e *Env) OurProcesses() []string {
 	vmms := map[int]bool{}
 	for _, p := range ctrd.OurProcesses() {
 		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.Pid))
-		cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", p.Pid))
-		if strings.Contains(string(cmdline), "\x00"+e.D.Address+"\x00") || strings.HasPrefix(cwd, e.StateDir+"/") {
+		// A shim has the containerd address in its command line, a VMM
+		// (and what it forks) its jail, a sandbox directory of StateDir.
+		if strings.Contains(string(cmdline), "\x00"+e.D.Address+"\x00") || strings.Contains(string(cmdline), "\x00-jail\x00"+e.StateDir+"/") {
 			out = append(out, fmt.Sprintf("%d %s", p.Pid, p.Exe))
 			vmms[p.Pid] = true
 		}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/boxlite/boxlite-shim/reaper"
 )
 
 // OurBinaries are the executables whose processes must not outlive a test.
@@ -197,4 +199,16 @@ func RunSuite(m *testing.M, name string, leftovers func() []string) int {
 		}
 	}
 	return code
+}
+
+// AgentOf is the guest agent in the VMM's process group pgid (under the
+// libkrun test double, a host process), or 0.
+func AgentOf(pgid int) int {
+	for _, pid := range reaper.GroupMembers(pgid) {
+		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if filepath.Base(strings.TrimSuffix(exe, " (deleted)")) == "boxlite-agent" {
+			return pid
+		}
+	}
+	return 0
 }

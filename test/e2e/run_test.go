@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/boxlite/boxlite-shim/runtime/sandbox"
+	"github.com/boxlite/boxlite-shim/runtime/vmm"
 	"github.com/boxlite/boxlite-shim/test/ctrd"
 )
 
@@ -350,7 +351,7 @@ func TestCtr(t *testing.T) {
 		for _, c := range []struct{ call, key, want string }{
 			{"krun_set_vm_config", "vcpus", "2"},
 			{"krun_set_vm_config", "ram_mib", "256"},
-			{"krun_set_root", "root", filepath.Join(rec.Dir, "root")},
+			{"krun_set_root", "root", "/root"}, // inside the VMM's jail (rec.Dir)
 			{"krun_set_exec", "exec_path", "/.boxlite/boxlite-agent"},
 			{"krun_add_vsock_port2", "port", "1024"},
 		} {
@@ -479,7 +480,7 @@ func TestCtr(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(rec.VMMPid))); err == nil && isVMMProcess(rec.VMMPid) {
+		if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(rec.VMMPid))); err == nil && vmm.IsVMM(rec.VMMPid) {
 			t.Errorf("VMM %d still runs after containerd cleaned up the dead shim", rec.VMMPid)
 		}
 		// `shim delete` is safe to run again, with the same state record.
@@ -710,11 +711,6 @@ func servingShim(id string) int {
 		}
 	}
 	return 0
-}
-
-func isVMMProcess(pid int) bool {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-	return strings.TrimSpace(string(b)) == "boxlite-vmm"
 }
 
 // hostHasMemoryController reports whether the host's cgroup v2 hierarchy

@@ -204,11 +204,14 @@ static int32_t load_krunfw(void)
 	return jl_done(&j, 0);
 }
 
+static int32_t fork_guest(void);
+
 int32_t krun_create_ctx(void)
 {
 	struct jl j; jl_begin(&j, "krun_create_ctx");
 	int32_t ret = inject(&j, "krun_create_ctx");
 	if (!ret) ret = load_krunfw();
+	if (!ret) ret = fork_guest();
 	for (int i = 0; !ret && i <= MAXCTX; i++) {
 		if (i == MAXCTX) ret = -ENOMEM;
 		else if (!ctxs[i]) { ctxs[i] = xrealloc(NULL, sizeof(struct ctx)); memset(ctxs[i], 0, sizeof(struct ctx)); ret = i; break; }
@@ -377,6 +380,113 @@ static void *pump(void *arg)
 	return NULL;
 }
 
+/* ---- the guest: a helper forked by krun_create_ctx ----
+ *
+ * krun_create_ctx is the last libkrun call a VMM makes before it confines
+ * itself (boxlite-vmm's jail makes it before pivot_root and before dropping
+ * capabilities: libkrun loads libkrunfw there). The double forks its stand-in
+ * for the guest there: a process that keeps the privileges a guest's root has
+ * inside its VM, so that it can run the workload as a host process in
+ * namespaces of its own. It shares the VMM's mount namespace, so the pivot
+ * takes it into the jail with the VMM, and waits. krun_start_enter sends it
+ * the configuration and the fds; the VMM process itself then does only what
+ * libkrun's process does (the vsock sockets, the console file, the TAP and
+ * its frames) with what it was left.
+ */
+static int guest_sock = -1;
+static pid_t guest_pid = -1;
+
+/* One message: the header, then root, workdir ("" = none), argv (the exec
+ * path first) and envp, each NUL-terminated; fds: the listening sockets,
+ * then the console and the network socket where present. */
+struct guest_msg {
+	int32_t nports, console, nic, argc, envc;
+	uint8_t mac[6];
+};
+#define GUEST_MSG_MAX (256 * 1024)
+
+static void guest_main(int sock);
+
+static int32_t fork_guest(void)
+{
+	if (guest_sock >= 0) return 0;
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) return -errno;
+	pid_t pid = fork();
+	if (pid < 0) { int e = errno; close(sv[0]); close(sv[1]); return -e; }
+	if (pid == 0) { close(sv[0]); guest_main(sv[1]); }
+	close(sv[1]);
+	guest_sock = sv[0];
+	guest_pid = pid;
+	return 0;
+}
+
+static void die(const char *what, int code);
+static void child(struct ctx *c, const int *fds, int n, int console, int gate, int nic, char *const argv[], char *const envp[]);
+
+/* The guest side: waits for krun_start_enter's message, clones the workload,
+ * reports its pid, lets it go once the VMM has logged it, and exits with
+ * its status. */
+static void guest_main(int sock)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	static char buf[GUEST_MSG_MAX];
+	int fds[MAXPORTS + 2];
+	union { struct cmsghdr h; char b[CMSG_SPACE(sizeof fds)]; } u;
+	struct iovec iov = { buf, sizeof buf - 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof u.b };
+	ssize_t n;
+	while ((n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {}
+	if (n <= 0) _exit(0); /* the VMM ended without starting the guest */
+	buf[n] = 0;
+	if (chdir("/")) die("chdir / in the jail", 125);
+	struct guest_msg h;
+	memcpy(&h, buf, sizeof h);
+	int nfds = 0;
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+	if (cm && cm->cmsg_type == SCM_RIGHTS) {
+		nfds = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		memcpy(fds, CMSG_DATA(cm), nfds * sizeof(int));
+	}
+	if (nfds != h.nports + h.console + h.nic) die("guest message: wrong number of fds", 125);
+	char *p = buf + sizeof h, **av = xrealloc(NULL, (h.argc + 1) * sizeof(char *)), **ev = xrealloc(NULL, (h.envc + 1) * sizeof(char *));
+	struct ctx c;
+	memset(&c, 0, sizeof c);
+	c.root = p; p += strlen(p) + 1;
+	c.workdir = *p ? p : NULL; p += strlen(p) + 1;
+	for (int i = 0; i < h.argc; i++) { av[i] = p; p += strlen(p) + 1; }
+	for (int i = 0; i < h.envc; i++) { ev[i] = p; p += strlen(p) + 1; }
+	av[h.argc] = ev[h.envc] = NULL;
+	c.exec = av[0];
+	memcpy(c.mac, h.mac, 6);
+	if (h.nic) c.tap = "eth0";
+	int console = h.console ? fds[h.nports] : -1, nic = h.nic ? fds[h.nports + h.console] : -1;
+
+	int gate[2];
+	int32_t reply;
+	pid_t pid = -1;
+	if (pipe2(gate, O_CLOEXEC)) {
+		reply = -errno;
+	} else {
+		int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | (h.nic ? CLONE_NEWNET : 0);
+		pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
+		if (pid == 0) { close(gate[1]); child(&c, fds, h.nports, console, gate[0], nic, av, ev); }
+		reply = pid < 0 ? -errno : pid;
+		close(gate[0]);
+	}
+	if (send(sock, &reply, sizeof reply, 0) != sizeof reply || pid < 0) _exit(125);
+	char go;
+	while (recv(sock, &go, 1, 0) < 0 && errno == EINTR) {} /* the VMM has logged the pid */
+	close(gate[1]);
+	for (int i = 0; i < nfds; i++) close(fds[i]);
+	int st = 0;
+	pid_t w;
+	while ((w = waitpid(pid, &st, 0)) < 0 && errno == EINTR) {}
+	int32_t status = w < 0 ? -1 : st;
+	(void)!send(sock, &status, sizeof status, 0); /* the workload's wait status */
+	_exit(0);
+}
+
 /* ---- krun_start_enter ---- */
 
 /* Async-signal-safe failure report for the forked child. */
@@ -439,13 +549,19 @@ static bool overridden(const char *kv)
 
 int32_t krun_start_enter(uint32_t id)
 {
+	/* As libkrun: the calling thread is renamed first thing. */
+	const char *hn = getenv("HOSTNAME");
+	char prname[64];
+	snprintf(prname, sizeof prname, hn ? "VM:%s" : "libkrun VM", hn);
+	prctl(PR_SET_NAME, prname);
+
 	struct jl j; jl_begin(&j, "krun_start_enter");
 	int32_t ret;
 	struct ctx *c = get(&j, id, "krun_start_enter", &ret);
-	if (c && (!c->root || !c->exec)) ret = -EINVAL;
+	if (c && (!c->root || !c->exec || guest_sock < 0)) ret = -EINVAL;
 	if (!c || ret) return jl_done(&j, ret);
 
-	int fds[MAXPORTS], n = 0, console = -1;
+	int fds[MAXPORTS + 2], n = 0, console = -1;
 	char ports[MAXPORTS * 11 + 32] = "BOXLITE_VSOCK_PORTS=", nfds[32];
 	for (int i = 0; i < c->nports && !ret; i++) {
 		struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -454,8 +570,13 @@ int32_t krun_start_enter(uint32_t id)
 		strcpy(sa.sun_path, c->ports[i].path);
 		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd < 0) { ret = -errno; break; }
-		unlink(sa.sun_path);
-		if (bind(fd, (struct sockaddr *)&sa, sizeof sa) || listen(fd, 128)) { ret = -errno; close(fd); break; }
+		/* As libkrun's vsock muxer: a port whose socket cannot be bound is
+		 * only warned about, and the VM runs without it. */
+		if (bind(fd, (struct sockaddr *)&sa, sizeof sa) || listen(fd, 128)) {
+			fprintf(stderr, "libkrun-double: WARN: failed to create listening proxy at %s: %s\n", sa.sun_path, strerror(errno));
+			close(fd);
+			continue;
+		}
 		fds[n++] = fd;
 		snprintf(ports + strlen(ports), sizeof ports - strlen(ports), "%s%u", n > 1 ? "," : "", c->ports[i].port);
 	}
@@ -466,49 +587,67 @@ int32_t krun_start_enter(uint32_t id)
 	char **env = c->envp ? c->envp : environ;
 	while (c->argv[na]) na++;
 	while (env[ne]) ne++;
-	char **av = xrealloc(NULL, (na + 2) * sizeof(*av)), **ev = xrealloc(NULL, (ne + 5) * sizeof(*ev));
-	av[0] = c->exec;
-	memcpy(av + 1, c->argv, (na + 1) * sizeof(*av));
+	char **ev = xrealloc(NULL, (ne + 5) * sizeof(*ev));
 	for (size_t i = 0; i < ne; i++) if (!overridden(env[i])) ev[k++] = env[i];
 	snprintf(nfds, sizeof nfds, "LISTEN_FDS=%d", n);
 	ev[k++] = nfds; ev[k++] = "LISTEN_PID=1"; ev[k++] = ports; ev[k++] = "BOXLITE_TEST_DOUBLE=1"; ev[k] = NULL;
 
-	pid_t pid = -1;
-	int gate[2] = { -1, -1 }, nic[2] = { -1, -1 }, podtap = -1;
-	if (!ret && pipe2(gate, O_CLOEXEC)) ret = -errno;
+	int nic[2] = { -1, -1 }, podtap = -1;
 	if (!ret && c->tap) {
 		if ((podtap = tap_open(c->tap)) < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, nic)) {
 			ret = -errno;
 			fprintf(stderr, "libkrun-double: TAP %s: %s\n", c->tap, strerror(errno));
 		}
 	}
+	int32_t pid = -1;
 	if (!ret) {
-		sigset_t all, old;
-		sigfillset(&all);
-		pthread_sigmask(SIG_SETMASK, &all, &old); /* no Go signal handler may run in the child */
-		int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | (c->tap ? CLONE_NEWNET : 0);
-		pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
-		if (pid == 0) { close(gate[1]); if (podtap >= 0) { close(podtap); close(nic[0]); } child(c, fds, n, console, gate[0], nic[1], av, ev); }
-		int e = errno;
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-		if (pid < 0) ret = -e;
+		/* The configuration and the fds go to the guest helper. */
+		static char buf[GUEST_MSG_MAX];
+		struct guest_msg h = { n, console >= 0, nic[1] >= 0, (int32_t)(na + 1), (int32_t)k, { 0 } };
+		memcpy(h.mac, c->mac, 6);
+		size_t off = sizeof h;
+		memcpy(buf, &h, sizeof h);
+		const char *wd = c->workdir ? c->workdir : "";
+		const char *strs[2] = { c->root, wd };
+		bool fits = true;
+		for (size_t i = 0; i < 2 + na + 1 + k && fits; i++) {
+			const char *v = i < 2 ? strs[i] : i == 2 ? c->exec : i < 3 + na ? c->argv[i - 3] : ev[i - 3 - na];
+			size_t l = strlen(v) + 1;
+			if (off + l > sizeof buf) fits = false;
+			else { memcpy(buf + off, v, l); off += l; }
+		}
+		int sendfds[MAXPORTS + 2], ns = 0;
+		for (int i = 0; i < n; i++) sendfds[ns++] = fds[i];
+		if (console >= 0) sendfds[ns++] = console;
+		if (nic[1] >= 0) sendfds[ns++] = nic[1];
+		union { struct cmsghdr h; char b[CMSG_SPACE(sizeof sendfds)]; } u;
+		memset(&u, 0, sizeof u);
+		struct iovec iov = { buf, off };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+		if (ns) {
+			msg.msg_control = u.b;
+			msg.msg_controllen = CMSG_SPACE(ns * sizeof(int));
+			struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+			cm->cmsg_level = SOL_SOCKET; cm->cmsg_type = SCM_RIGHTS; cm->cmsg_len = CMSG_LEN(ns * sizeof(int));
+			memcpy(CMSG_DATA(cm), sendfds, ns * sizeof(int));
+		}
+		if (!fits) ret = -E2BIG;
+		else if (sendmsg(guest_sock, &msg, 0) < 0 || recv(guest_sock, &pid, sizeof pid, 0) != sizeof pid) ret = -EIO;
+		else if (pid < 0) ret = pid;
 	}
-	for (int i = 0; i < n; i++) close(fds[i]); /* the workload holds them now */
+	for (int i = 0; i < n; i++) close(fds[i]); /* the guest holds them now */
 	if (console >= 0) close(console);
-	if (gate[0] >= 0) close(gate[0]);
 	if (nic[1] >= 0) close(nic[1]);
-	free(av); free(ev);
+	free(ev);
 	if (ret) {
-		if (gate[1] >= 0) close(gate[1]);
 		if (podtap >= 0) close(podtap);
 		if (nic[0] >= 0) close(nic[0]);
-		for (int i = 0; i < c->nports; i++) if (c->ports[i].listen) unlink(c->ports[i].path);
 		fprintf(stderr, "libkrun-double: krun_start_enter: %s\n", strerror(-ret));
 		return jl_done(&j, ret);
 	}
 	jl_int(&j, "workload_pid", pid);
 	jl_done(&j, 0);
-	close(gate[1]); /* let the workload go */
+	(void)!write(guest_sock, "g", 1); /* let the workload go */
 	if (podtap >= 0) {
 		/* The guest's eth0 comes back from the workload (nothing if it died). */
 		static int pair[2];
@@ -523,13 +662,14 @@ int32_t krun_start_enter(uint32_t id)
 			fprintf(stderr, "libkrun-double: network thread: %s\n", strerror(errno));
 	}
 
-	int st = 0;
-	pid_t w;
-	while ((w = waitpid(pid, &st, 0)) < 0 && errno == EINTR) {}
-	int code = w < 0 ? 255 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	/* The guest ends: its workload's wait status, then the helper exits. */
+	int32_t st = -1;
+	while (recv(guest_sock, &st, sizeof st, 0) < 0 && errno == EINTR) {}
+	int hst;
+	while (waitpid(guest_pid, &hst, 0) < 0 && errno == EINTR) {}
+	int code = st < 0 ? 255 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 	jl_begin(&j, "workload_exit");
-	jl_int(&j, "workload_pid", pid); jl_int(&j, "status", code); jl_bool(&j, "signaled", w > 0 && WIFSIGNALED(st));
+	jl_int(&j, "workload_pid", pid); jl_int(&j, "status", code); jl_bool(&j, "signaled", st >= 0 && WIFSIGNALED(st));
 	jl_write(&j);
-	for (int i = 0; i < c->nports; i++) if (c->ports[i].listen) unlink(c->ports[i].path);
 	_exit(code);
 }
