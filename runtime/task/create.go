@@ -129,7 +129,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	s.sb, s.sbEvents, s.sbCancel, s.sbCfg = sb, evs, cancel, cfg
 	s.containers[r.ID] = c
 	s.mu.Unlock()
-	go evs.follow(evCtx, sb.Agent(), s.queue)
+	go evs.follow(evCtx, sb.Agent(), s.queue, s.holds)
 	go s.watchSandbox(sb)
 
 	s.sendCreate(r, res.Pid)

@@ -513,3 +513,50 @@ func mountLine(mountinfo, mp string) string {
 	}
 	return out
 }
+
+// TestConsoleCapped: a guest that writes without end cannot fill the host's
+// memory: console.log keeps at most ConsoleLogMax bytes, the part before it
+// goes to console.log.1, and older output is dropped. Before the cap, the
+// console log grew without bound (this test failed there).
+func TestConsoleCapped(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.ConsoleLogMax = 64 << 10
+	v := e.start(t)
+	a, _ := dialAgent(t, v.AgentSocket())
+	if got := a.ask(t, "spam 1048576"); got != "spammed" {
+		t.Fatalf("spam: %q", got)
+	}
+	// The copy is asynchronous: wait for the tail of the output.
+	deadline := time.Now().Add(10 * time.Second)
+	var cur, prev os.FileInfo
+	for {
+		cur, _ = os.Stat(v.ConsoleLog())
+		prev, _ = os.Stat(v.ConsoleLog() + ".1")
+		if prev != nil && cur != nil && cur.Size() > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if prev == nil || cur == nil {
+		t.Fatalf("console.log and console.log.1 after 1 MiB of output: %v, %v", cur, prev)
+	}
+	for _, fi := range []os.FileInfo{cur, prev} {
+		if fi.Size() > e.cfg.ConsoleLogMax {
+			t.Errorf("%s is %d bytes, over the cap of %d", fi.Name(), fi.Size(), e.cfg.ConsoleLogMax)
+		}
+	}
+}
+
+// TestOOMScoreAdj: the VMM gets the container spec's oom_score_adj, not the
+// shim's (far lower, so that VMs outlived other pods under memory pressure:
+// this test failed before).
+func TestOOMScoreAdj(t *testing.T) {
+	e := newEnv(t)
+	adj := 617
+	e.cfg.OOMScoreAdj = &adj
+	v := e.start(t)
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/oom_score_adj", v.Pid()))
+	if err != nil || strings.TrimSpace(string(b)) != "617" {
+		t.Errorf("the VMM's oom_score_adj: %q %v, want 617", b, err)
+	}
+}

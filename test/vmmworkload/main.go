@@ -13,7 +13,8 @@
 //
 // then it answers commands, one per line: "env K" prints "K=<value>";
 // "links" prints its network interfaces as "name=mac ..." (sorted by
-// index); "exit N" makes the workload exit with status N.
+// index); "spam N" writes N bytes to its stdout (the console) and answers
+// "spammed"; "exit N" makes the workload exit with status N.
 package main
 
 import (
@@ -90,6 +91,14 @@ func serve(c net.Conn) {
 				out = append(out, "error="+err.Error())
 			}
 			fmt.Fprintln(c, strings.Join(out, " "))
+		case "spam":
+			// arg bytes of console output, then "spammed".
+			n, _ := strconv.Atoi(arg)
+			line := []byte(strings.Repeat("x", 1023) + "\n")
+			for ; n > 0; n -= len(line) {
+				os.Stdout.Write(line[:min(n, len(line))])
+			}
+			fmt.Fprintln(c, "spammed")
 		case "exit":
 			n, _ := strconv.Atoi(arg)
 			fmt.Printf("vmmworkload: exit %d\n", n)
