@@ -236,6 +236,9 @@ func (a *Agent) createContainer(req *api.CreateContainerRequest) (*api.CreateCon
 		Rootfs:      rootfs,
 		NewNS:       newNS,
 	}
+	if spec.Linux != nil {
+		cfg.Seccomp = spec.Linux.Seccomp
+	}
 	sys := &syscall.SysProcAttr{Cloneflags: cloneFlags}
 	if err := a.startChild(p, jail.InitCmd, cfg, pidNS, sys); err != nil {
 		p.abandon()
@@ -268,9 +271,6 @@ func (a *Agent) createContainer(req *api.CreateContainerRequest) (*api.CreateCon
 func unenforced(spec *specs.Spec) []string {
 	var w []string
 	l := spec.Linux
-	if l != nil && l.Seccomp != nil {
-		w = append(w, "seccomp profile not applied: the guest agent does not support seccomp")
-	}
 	if spec.Process.ApparmorProfile != "" {
 		w = append(w, "AppArmor profile "+spec.Process.ApparmorProfile+" not applied: no AppArmor in the guest")
 	}
@@ -490,6 +490,9 @@ func (a *Agent) startExec(c *container, execID string, procJSON []byte, stdio *a
 		join = append(join, jail.Namespace{Type: string(t), Path: path})
 	}
 	cfg := &jail.Config{ContainerID: c.id, Process: &proc, Terminal: stdio.Terminal, Join: join}
+	if c.spec.Linux != nil {
+		cfg.Seccomp = c.spec.Linux.Seccomp // exec processes are filtered as the init is
+	}
 	if err := a.startChild(p, jail.ExecCmd, cfg, "", &syscall.SysProcAttr{}); err != nil {
 		return fail(err)
 	}

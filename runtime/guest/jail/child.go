@@ -13,6 +13,8 @@ import (
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/boxlite/boxlite-shim/runtime/guest/seccomp"
 )
 
 // The hidden subcommands that start container processes. The agent runs them
@@ -52,6 +54,8 @@ type Config struct {
 	Spec        *specs.Spec     `json:"spec,omitempty"`   // init: mounts, hostname, paths, sysctl
 	Rootfs      string          `json:"rootfs,omitempty"` // init
 	NewNS       map[string]bool `json:"new_ns,omitempty"` // init: namespaces made by clone
+	// Seccomp is the container's profile, for its init and every exec.
+	Seccomp *specs.LinuxSeccomp `json:"seccomp,omitempty"`
 }
 
 // Main runs the subcommand mode (InitCmd or ExecCmd) in the re-executed
@@ -73,6 +77,15 @@ func Main(mode string) int {
 	}
 	if cfg.Process == nil || len(cfg.Process.Args) == 0 {
 		return fail(errors.New("no process args"))
+	}
+	// Compiled first: a profile that cannot be honoured fails the process
+	// before anything is set up, never runs it unfiltered.
+	var filter *seccomp.Filter
+	if cfg.Seccomp != nil {
+		var err error
+		if filter, err = seccomp.Compile(cfg.Seccomp); err != nil {
+			return fail(fmt.Errorf("seccomp profile: %w", err))
+		}
 	}
 	lastCap := lastCapability()
 	if err := joinNamespaces(cfg.Join); err != nil {
@@ -122,8 +135,21 @@ func Main(mode string) int {
 		umask = int(*p.User.Umask)
 	}
 	unix.Umask(umask)
+	// As runc: without no_new_privs, loading a filter needs CAP_SYS_ADMIN,
+	// so it goes before the identity drops it; with it, as late as can be.
+	if filter != nil && !p.NoNewPrivileges {
+		if err := filter.Load(); err != nil {
+			return fail(err)
+		}
+	}
 	if err := setIdentity(p, lastCap); err != nil {
 		return fail(err)
+	}
+	loadLate := func() error {
+		if filter != nil && p.NoNewPrivileges {
+			return filter.Load()
+		}
+		return nil
 	}
 	cwd := p.Cwd
 	if cwd == "" {
@@ -139,6 +165,9 @@ func Main(mode string) int {
 			return fail(fmt.Errorf("chdir %s: %w", cwd, err))
 		}
 		defaultIgnoredSignals()
+		if err := loadLate(); err != nil {
+			return fail(err)
+		}
 		err := syscall.Exec(path, p.Args, env)
 		return fail(fmt.Errorf("exec %s: %w", p.Args[0], err))
 	}
@@ -151,6 +180,10 @@ func Main(mode string) int {
 		attr.Sys.Ctty = 0
 	}
 	defaultIgnoredSignals()
+	// The filter is this thread's, and so the forked program's.
+	if err := loadLate(); err != nil {
+		return fail(err)
+	}
 	pid, err := syscall.ForkExec(path, p.Args, attr)
 	if err != nil {
 		return fail(fmt.Errorf("exec %s: %w", p.Args[0], err))
