@@ -23,18 +23,27 @@ func setupContainer(cfg *Config) error {
 	if !cfg.NewNS[string(specs.MountNamespace)] {
 		return errors.New("the container has no mount namespace of its own")
 	}
+	// As runc: the whole tree gets the rootfs propagation (rprivate by
+	// default), then the mount holding the rootfs is made private, so that
+	// the rootfs bind mount is not shared (pivot_root refuses a shared new
+	// root or parent: EINVAL) and does not propagate anywhere; the
+	// propagation asked for is applied to the new "/" after pivot_root.
 	prop := uintptr(unix.MS_REC | unix.MS_PRIVATE)
+	var rootProp uintptr
 	if spec.Linux != nil && spec.Linux.RootfsPropagation != "" {
 		p, ok := propagationFlags[spec.Linux.RootfsPropagation]
 		if !ok {
 			return fmt.Errorf("unknown rootfsPropagation %q", spec.Linux.RootfsPropagation)
 		}
-		prop = p
+		prop, rootProp = p, p
 	}
 	if err := unix.Mount("", "/", "", prop, ""); err != nil {
 		return fmt.Errorf("set / propagation: %w", err)
 	}
 	rootfs := cfg.Rootfs
+	if err := parentMountPrivate(rootfs); err != nil {
+		return err
+	}
 	if err := unix.Mount(rootfs, rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind mount rootfs %s: %w", rootfs, err)
 	}
@@ -69,6 +78,11 @@ func setupContainer(cfg *Config) error {
 	unix.Umask(0o022)
 	if err := pivotRoot(rootfs); err != nil {
 		return err
+	}
+	if rootProp != 0 {
+		if err := unix.Mount("", "/", "", rootProp, ""); err != nil {
+			return fmt.Errorf("set the root's propagation to %s: %w", spec.Linux.RootfsPropagation, err)
+		}
 	}
 	if spec.Linux != nil {
 		// Sysctls first, as runc does: /proc/sys is among the read-only
@@ -108,6 +122,50 @@ func setupContainer(cfg *Config) error {
 		}
 	}
 	return nil
+}
+
+// parentMountPrivate makes the mount that holds dir (dir's own, when it is a
+// mount point) private, not recursively.
+func parentMountPrivate(dir string) error {
+	mp, err := mountPointOf(dir)
+	if err != nil {
+		return err
+	}
+	if err := unix.Mount("", mp, "", unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make the mount %s holding the rootfs private: %w", mp, err)
+	}
+	return nil
+}
+
+// mountPointOf is the mount point of the mount holding path (absolute, with
+// no symlink: the agent's own rootfs path): the longest mount point of
+// /proc/self/mountinfo that is path or one of its parents.
+func mountPointOf(path string) (string, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", err
+	}
+	path = filepath.Clean(path)
+	best := ""
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(f[4])
+		if (mp == "/" || path == mp || strings.HasPrefix(path, mp+"/")) && len(mp) > len(best) {
+			best = mp
+		}
+	}
+	if best == "" {
+		return "", fmt.Errorf("no mount holds %s", path)
+	}
+	return best, nil
+}
+
+// unescapeMountinfo undoes the octal escapes of mountinfo's paths.
+func unescapeMountinfo(s string) string {
+	return strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace(s)
 }
 
 func pivotRoot(rootfs string) error {
