@@ -36,6 +36,8 @@ import (
 
 	"github.com/boxlite/boxlite-shim/config"
 	"github.com/boxlite/boxlite-shim/kernel"
+	"github.com/boxlite/boxlite-shim/runtime/guest/jail"
+	"github.com/boxlite/boxlite-shim/runtime/guest/seccomp"
 	"github.com/boxlite/boxlite-shim/runtime/sandbox"
 	"github.com/boxlite/boxlite-shim/runtime/version"
 )
@@ -244,10 +246,24 @@ func (m *manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeI
 	info.Annotations["io.boxlite.kernels.available"] = joinNames(kernel.Available(cfg.KernelPolicy()))
 	info.Annotations["io.boxlite.kernel.default"] = string(cfg.Kernel.Default)
 
+	// What the guest applies: containerd's CRI reads MountOptions ("rro"
+	// enables recursive read-only mounts).
+	enabledTrue := true
 	feat := &features.Features{
 		OCIVersionMin: "1.0.0",
 		OCIVersionMax: "1.2.1",
 		Annotations:   known,
+		MountOptions:  jail.MountOptions(),
+		Linux: &features.Linux{
+			Seccomp: &features.Seccomp{
+				Enabled:        &enabledTrue,
+				Actions:        seccomp.Actions(),
+				Operators:      seccomp.Operators(),
+				Archs:          seccomp.Archs(),
+				KnownFlags:     seccomp.Flags(),
+				SupportedFlags: seccomp.Flags(),
+			},
+		},
 	}
 	info.Features, err = typeurl.MarshalAnyToProto(feat)
 	if err != nil {

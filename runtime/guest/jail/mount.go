@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -35,8 +37,60 @@ var mountFlags = map[string]struct {
 	"bind": {false, unix.MS_BIND}, "rbind": {false, unix.MS_BIND | unix.MS_REC},
 }
 
+// recursiveAttrs are the OCI options that set or clear a mount attribute
+// on a mount and every mount below it (mount_setattr with AT_RECURSIVE), as
+// runc gives them.
+var recursiveAttrs = map[string]struct{ set, clr uint64 }{
+	"rro": {unix.MOUNT_ATTR_RDONLY, 0}, "rrw": {0, unix.MOUNT_ATTR_RDONLY},
+	"rnosuid": {unix.MOUNT_ATTR_NOSUID, 0}, "rsuid": {0, unix.MOUNT_ATTR_NOSUID},
+	"rnodev": {unix.MOUNT_ATTR_NODEV, 0}, "rdev": {0, unix.MOUNT_ATTR_NODEV},
+	"rnoexec": {unix.MOUNT_ATTR_NOEXEC, 0}, "rexec": {0, unix.MOUNT_ATTR_NOEXEC},
+	"rnodiratime": {unix.MOUNT_ATTR_NODIRATIME, 0}, "rdiratime": {0, unix.MOUNT_ATTR_NODIRATIME},
+	"rrelatime": {unix.MOUNT_ATTR_RELATIME, unix.MOUNT_ATTR__ATIME}, "rnorelatime": {0, unix.MOUNT_ATTR__ATIME},
+	"rnoatime": {unix.MOUNT_ATTR_NOATIME, unix.MOUNT_ATTR__ATIME}, "ratime": {0, unix.MOUNT_ATTR__ATIME},
+	"rstrictatime": {unix.MOUNT_ATTR_STRICTATIME, unix.MOUNT_ATTR__ATIME}, "rnostrictatime": {0, unix.MOUNT_ATTR__ATIME},
+	"rnosymfollow": {unix.MOUNT_ATTR_NOSYMFOLLOW, 0}, "rsymfollow": {0, unix.MOUNT_ATTR_NOSYMFOLLOW},
+}
+
+// recursiveAttr folds the recursive options of options into the
+// attributes to set and to clear (later options win).
+func recursiveAttr(options []string) (attr unix.MountAttr, any bool) {
+	for _, o := range options {
+		r, ok := recursiveAttrs[o]
+		if !ok {
+			continue
+		}
+		any = true
+		attr.Attr_set = attr.Attr_set&^r.clr | r.set
+		attr.Attr_clr = attr.Attr_clr&^r.set | r.clr
+	}
+	return attr, any
+}
+
+// MountOptions are the OCI mount options the guest understands (the shim
+// advertises them in its features).
+func MountOptions() []string {
+	var o []string
+	for k := range mountFlags {
+		o = append(o, k)
+	}
+	for k := range propagationFlags {
+		o = append(o, k)
+	}
+	for k := range recursiveAttrs {
+		o = append(o, k)
+	}
+	o = append(o, ignoredOptions...)
+	sort.Strings(o)
+	return o
+}
+
+// ignoredOptions are OCI options with nothing to do in the guest.
+var ignoredOptions = []string{"tmpcopyup", "idmap", "ridmap", "x-mount.mkdir"}
+
 // parseMountOptions splits OCI mount options into flags, propagation flags
-// and the filesystem's data string.
+// and the filesystem's data string; the recursive attribute options
+// (recursiveAttrs) are left to recursiveAttr.
 func parseMountOptions(options []string) (flags uintptr, prop []uintptr, data string) {
 	var d []string
 	for _, o := range options {
@@ -52,9 +106,8 @@ func parseMountOptions(options []string) (flags uintptr, prop []uintptr, data st
 			prop = append(prop, p)
 			continue
 		}
-		switch o {
-		case "tmpcopyup", "idmap", "ridmap", "x-mount.mkdir":
-			continue // not applicable here
+		if _, ok := recursiveAttrs[o]; ok || slices.Contains(ignoredOptions, o) {
+			continue
 		}
 		d = append(d, o)
 	}
@@ -108,7 +161,8 @@ func mountOne(root *os.File, m specs.Mount) error {
 		}
 	}
 	rest := flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT)
-	if (!bind || rest == 0) && len(prop) == 0 {
+	rattr, recursive := recursiveAttr(m.Options)
+	if (!bind || rest == 0) && len(prop) == 0 && !recursive {
 		return nil
 	}
 	// What follows is about the new mount, not the directory under it.
@@ -120,6 +174,11 @@ func mountOne(root *os.File, m specs.Mount) error {
 	if bind && rest != 0 {
 		if err := unix.Mount("", fdPath(top), "", rest|unix.MS_BIND|unix.MS_REMOUNT, ""); err != nil {
 			return fmt.Errorf("remount %s: %w", m.Destination, err)
+		}
+	}
+	if recursive {
+		if err := unix.MountSetattr(int(top.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &rattr); err != nil {
+			return fmt.Errorf("set the recursive attributes of %s (%v): %w", m.Destination, m.Options, err)
 		}
 	}
 	for _, p := range prop {

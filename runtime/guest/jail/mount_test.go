@@ -288,3 +288,78 @@ func TestMountOne(t *testing.T) {
 		t.Errorf("etc/hosts once the namespace is gone: %q, %v; want the root's own", b, err)
 	}
 }
+
+// TestMountRecursiveAttributes binds a source holding a submount: rro makes
+// both read-only (mount_setattr, AT_RECURSIVE), ro the top mount only.
+func TestMountRecursiveAttributes(t *testing.T) {
+	hostRoot, _ := testRoot(t)
+	rootfs, err := os.Readlink(fdPath(hostRoot))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	if err := os.Mkdir(filepath.Join(src, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	readOnly := func(p string) (bool, error) {
+		var st unix.Statfs_t
+		err := unix.Statfs(p, &st)
+		return st.Flags&unix.ST_RDONLY != 0, err
+	}
+	inMountNamespace(t, func() {
+		if err := unix.Mount("tmpfs", filepath.Join(src, "sub"), "tmpfs", 0, "size=1m"); err != nil {
+			t.Errorf("submount: %v", err)
+			return
+		}
+		root, err := openRoot(rootfs)
+		if err != nil {
+			t.Errorf("%v", err)
+			return
+		}
+		defer root.Close()
+		for _, tc := range []struct {
+			options          []string
+			topRO, submoutRO bool
+		}{
+			{options: []string{"rbind", "rro"}, topRO: true, submoutRO: true},
+			{options: []string{"rbind", "ro"}, topRO: true},
+			{options: []string{"rbind", "rro", "rrw"}},
+			{options: []string{"rbind", "rnosuid", "rnoexec", "rnoatime"}},
+		} {
+			dest := "/vol-" + strings.Join(tc.options, "-")
+			if err := mountOne(root, specs.Mount{Destination: dest, Type: "bind", Source: src, Options: tc.options}); err != nil {
+				t.Errorf("%v: %v", tc.options, err)
+				continue
+			}
+			top, err1 := readOnly(filepath.Join(rootfs, dest))
+			sub, err2 := readOnly(filepath.Join(rootfs, dest, "sub"))
+			if err := errors.Join(err1, err2); err != nil {
+				t.Errorf("%v: %v", tc.options, err)
+				continue
+			}
+			if top != tc.topRO || sub != tc.submoutRO {
+				t.Errorf("%v: top read-only %v, submount read-only %v; want %v, %v", tc.options, top, sub, tc.topRO, tc.submoutRO)
+			}
+			if slices.Contains(tc.options, "rnoexec") {
+				var st unix.Statfs_t
+				if err := unix.Statfs(filepath.Join(rootfs, dest, "sub"), &st); err != nil || st.Flags&(unix.ST_NOSUID|unix.ST_NOEXEC|unix.ST_NOATIME) != unix.ST_NOSUID|unix.ST_NOEXEC|unix.ST_NOATIME {
+					t.Errorf("%v: submount flags %#x (%v); want nosuid,noexec,noatime", tc.options, st.Flags, err)
+				}
+			}
+		}
+	})
+}
+
+func TestMountOptionsAdvertised(t *testing.T) {
+	opts := MountOptions()
+	for _, want := range []string{"rro", "rbind", "ro", "rshared", "rnosuid", "nodev"} {
+		if !slices.Contains(opts, want) {
+			t.Errorf("MountOptions() = %v; want %s in it", opts, want)
+		}
+	}
+	for _, o := range opts {
+		if _, _, data := parseMountOptions([]string{o}); data != "" {
+			t.Errorf("advertised option %q is passed on as filesystem data, not understood", o)
+		}
+	}
+}

@@ -124,6 +124,41 @@ var filterFlags = map[specs.LinuxSeccompFlag]uintptr{
 	"SECCOMP_FILTER_FLAG_TSYNC":            unix.SECCOMP_FILTER_FLAG_TSYNC,
 }
 
+// Actions are the OCI actions Compile accepts (for the runtime's features).
+func Actions() []string {
+	return []string{string(specs.ActAllow), string(specs.ActErrno), string(specs.ActKill), string(specs.ActKillProcess),
+		string(specs.ActKillThread), string(specs.ActLog), string(specs.ActTrace), string(specs.ActTrap)}
+}
+
+// Operators are the OCI argument operators Compile accepts.
+func Operators() []string {
+	var o []string
+	for op := range operators {
+		o = append(o, string(op))
+	}
+	sort.Strings(o)
+	return o
+}
+
+// Archs are the architectures Compile writes rules for on this kernel.
+func Archs() []string {
+	var a []string
+	for _, ar := range kernelArches() {
+		a = append(a, string(ar.scmp))
+	}
+	return a
+}
+
+// Flags are the OCI filter flags Compile accepts.
+func Flags() []string {
+	var f []string
+	for fl := range filterFlags {
+		f = append(f, string(fl))
+	}
+	sort.Strings(f)
+	return f
+}
+
 // Filter is a compiled profile.
 type Filter struct {
 	Program []unix.SockFilter
