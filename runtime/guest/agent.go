@@ -277,9 +277,6 @@ func unenforced(spec *specs.Spec) []string {
 	if spec.Process.SelinuxLabel != "" || (l != nil && l.MountLabel != "") {
 		w = append(w, "SELinux labels not applied: no SELinux in the guest")
 	}
-	if l != nil && l.Resources != nil && len(l.Resources.Devices) > 0 {
-		w = append(w, "device cgroup rules not enforced (cgroup v2 needs a BPF program the agent does not load): the container sees only the device nodes it is given")
-	}
 	if l != nil && l.Resources != nil && (l.Resources.BlockIO != nil || len(l.Resources.HugepageLimits) > 0 || l.Resources.Network != nil || len(l.Resources.Rdma) > 0) {
 		w = append(w, "blkio, hugepage, network and rdma limits not applied")
 	}

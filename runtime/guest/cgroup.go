@@ -14,6 +14,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/boxlite/boxlite-shim/runtime/guest/devfilter"
 	"golang.org/x/sys/unix"
 
 	"github.com/boxlite/boxlite-shim/runtime/agent/api"
@@ -75,13 +77,28 @@ func (cg *cgroups) has(c string) bool { return slices.Contains(cg.controllers, c
 // apply.
 func (cg *cgroups) create(id string, res *specs.LinuxResources) (string, []string, error) {
 	if cg.err != nil {
-		return "", []string{cg.err.Error() + ": resource limits not applied"}, nil
+		w := []string{cg.err.Error() + ": resource limits not applied"}
+		if res != nil && len(res.Devices) > 0 {
+			w = append(w, cg.err.Error()+": device cgroup rules not enforced (the container sees only the device nodes it is given)")
+		}
+		return "", w, nil
 	}
 	dir := filepath.Join(cg.root, id)
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return "", nil, fmt.Errorf("create cgroup %s: %w", dir, err)
 	}
 	warnings, err := cg.apply(dir, res, false)
+	if err == nil && res != nil && len(res.Devices) > 0 {
+		// cgroup v2 has no devices files: the rules are an eBPF program
+		// attached to the leaf before any process enters it.
+		var prog []devfilter.Insn
+		if prog, err = devfilter.Compile(res.Devices); err == nil {
+			err = devfilter.Attach(dir, prog)
+		}
+		if err != nil {
+			err = fmt.Errorf("device rules of container %s: %w", id, err)
+		}
+	}
 	if err != nil {
 		cg.remove(dir)
 		return "", nil, err

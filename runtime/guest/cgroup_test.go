@@ -402,15 +402,16 @@ func TestUnenforced(t *testing.T) {
 			want: []string{"blkio"},
 		},
 		{
-			// A seccomp profile is applied (package seccomp): not listed.
-			name: "AppArmor, SELinux, devices",
+			// A seccomp profile is applied (package seccomp), device rules
+			// are enforced (package devfilter): neither is listed.
+			name: "AppArmor, SELinux",
 			spec: specs.Spec{
 				Process: &specs.Process{ApparmorProfile: "p", SelinuxLabel: "l"},
 				Linux: &specs.Linux{Seccomp: &specs.LinuxSeccomp{}, Resources: &specs.LinuxResources{
 					Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
 				}},
 			},
-			want: []string{"AppArmor", "SELinux", "device cgroup"},
+			want: []string{"AppArmor", "SELinux"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
