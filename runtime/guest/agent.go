@@ -147,6 +147,9 @@ func (a *Agent) createContainer(req *api.CreateContainerRequest) (*api.CreateCon
 	if spec.Process == nil || len(spec.Process.Args) == 0 {
 		return nil, fmt.Errorf("spec has no process args: %w", errdefs.ErrInvalidArgument)
 	}
+	if err := refused(&spec); err != nil {
+		return nil, err
+	}
 	rootfs := req.Rootfs
 	if rootfs == "" && spec.Root != nil && filepath.IsAbs(spec.Root.Path) {
 		rootfs = spec.Root.Path
@@ -264,6 +267,37 @@ func (a *Agent) createContainer(req *api.CreateContainerRequest) (*api.CreateCon
 	a.oom.add(c.id, c.cgroup)
 	log.Printf("container %s: created, init pid %d, cgroup %q", c.id, p.pid(), c.cgroup)
 	return &api.CreateContainerResponse{Pid: uint32(p.pid()), Warnings: warnings}, nil
+}
+
+// refused says why the agent cannot run a spec as asked, where applying
+// the rest would mislead: OCI hooks (programs of the host, which the guest
+// has not, to run at points of the host's lifecycle) and mounts whose
+// propagation would reach back to the host (Bidirectional: a mount made in
+// the guest cannot cross virtio-fs).
+func refused(spec *specs.Spec) error {
+	if h := spec.Hooks; h != nil {
+		var kinds []string
+		for _, k := range []struct {
+			name  string
+			hooks []specs.Hook
+		}{{"prestart", h.Prestart}, {"createRuntime", h.CreateRuntime}, {"createContainer", h.CreateContainer},
+			{"startContainer", h.StartContainer}, {"poststart", h.Poststart}, {"poststop", h.Poststop}} {
+			if len(k.hooks) > 0 {
+				kinds = append(kinds, fmt.Sprintf("%s (%s)", k.name, k.hooks[0].Path))
+			}
+		}
+		if len(kinds) > 0 {
+			return fmt.Errorf("OCI hooks are not supported in a micro-VM: the spec has %s hooks: %w", strings.Join(kinds, ", "), errdefs.ErrNotImplemented)
+		}
+	}
+	for _, m := range spec.Mounts {
+		for _, o := range m.Options {
+			if o == "rshared" || o == "shared" {
+				return fmt.Errorf("mount %s: Bidirectional mount propagation (%s) is not supported: a mount made in the micro-VM cannot propagate back to the host across virtio-fs (use HostToContainer): %w", m.Destination, o, errdefs.ErrNotImplemented)
+			}
+		}
+	}
+	return nil
 }
 
 // unenforced lists what the spec asks for that the agent does not apply, so

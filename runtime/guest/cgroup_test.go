@@ -427,3 +427,27 @@ func TestUnenforced(t *testing.T) {
 		})
 	}
 }
+
+func TestRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		spec specs.Spec
+		want string // "" = accepted
+	}{
+		{name: "plain", spec: specs.Spec{Mounts: []specs.Mount{{Destination: "/v", Type: "bind", Source: "/s", Options: []string{"rbind", "rslave"}}}}},
+		{name: "empty hooks", spec: specs.Spec{Hooks: &specs.Hooks{}}},
+		{name: "prestart hook", spec: specs.Spec{Hooks: &specs.Hooks{Prestart: []specs.Hook{{Path: "/usr/bin/nvidia-hook"}}}}, want: "OCI hooks are not supported in a micro-VM: the spec has prestart (/usr/bin/nvidia-hook)"},
+		{name: "poststop hook", spec: specs.Spec{Hooks: &specs.Hooks{Poststop: []specs.Hook{{Path: "/bin/true"}}}}, want: "poststop (/bin/true)"},
+		{name: "bidirectional", spec: specs.Spec{Mounts: []specs.Mount{{Destination: "/v", Type: "bind", Source: "/s", Options: []string{"rbind", "rshared"}}}}, want: "mount /v: Bidirectional mount propagation (rshared) is not supported"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := refused(&tc.spec)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !errdefs.IsNotImplemented(err)):
+				t.Fatalf("refused: %v; want a not-implemented error saying %q", err, tc.want)
+			}
+		})
+	}
+}
