@@ -118,6 +118,16 @@ func dialHeader(ctx context.Context, dial Dialer, header string) (net.Conn, erro
 	return conn, nil
 }
 
+// DialPort opens a stream to port on the guest's loopback (in the pod's
+// network as the guest's containers have it): port forwarding.
+func (c *Client) DialPort(ctx context.Context, port uint16) (net.Conn, error) {
+	conn, err := dialHeader(ctx, c.dial, api.PortHeader(port))
+	if err != nil {
+		return nil, fmt.Errorf("agent at %s: %w", c.name, err)
+	}
+	return conn, nil
+}
+
 // Close closes the control connection (attached streams live on).
 func (c *Client) Close() error { return c.tc.Close() }
 

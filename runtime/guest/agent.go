@@ -261,6 +261,11 @@ func (a *Agent) createContainer(req *api.CreateContainerRequest) (*api.CreateCon
 		p.closeAll()
 		return fail(childError("create container "+req.Id, m, err, p))
 	}
+	if err := a.cg.restrictDevices(c.cgroup, res); err != nil {
+		p.kill()
+		p.closeAll()
+		return fail(fmt.Errorf("create container %s: %w", req.Id, err))
+	}
 	a.mu.Lock()
 	c.init = p
 	a.mu.Unlock()

@@ -89,13 +89,9 @@ func (cg *cgroups) create(id string, res *specs.LinuxResources) (string, []strin
 	}
 	warnings, err := cg.apply(dir, res, false)
 	if err == nil && res != nil && len(res.Devices) > 0 {
-		// cgroup v2 has no devices files: the rules are an eBPF program
-		// attached to the leaf before any process enters it.
-		var prog []devfilter.Insn
-		if prog, err = devfilter.Compile(res.Devices); err == nil {
-			err = devfilter.Attach(dir, prog)
-		}
-		if err != nil {
+		// Compiled now, so that bad rules fail before the child starts;
+		// attached by restrictDevices once its root filesystem is made.
+		if _, err = devfilter.Compile(res.Devices); err != nil {
 			err = fmt.Errorf("device rules of container %s: %w", id, err)
 		}
 	}
@@ -104,6 +100,24 @@ func (cg *cgroups) create(id string, res *specs.LinuxResources) (string, []strin
 		return "", nil, err
 	}
 	return dir, warnings, nil
+}
+
+// restrictDevices enforces the spec's device rules on the leaf dir: cgroup
+// v2 has no devices files, the rules are an eBPF program attached to it. As
+// runc, after the container's root filesystem is made (its device nodes
+// made with mknod, which the rules may deny) and before its program runs.
+func (cg *cgroups) restrictDevices(dir string, res *specs.LinuxResources) error {
+	if dir == "" || res == nil || len(res.Devices) == 0 {
+		return nil
+	}
+	prog, err := devfilter.Compile(res.Devices)
+	if err == nil {
+		err = devfilter.Attach(dir, prog)
+	}
+	if err != nil {
+		return fmt.Errorf("device rules: %w", err)
+	}
+	return nil
 }
 
 // remove deletes a leaf, waiting briefly for its last processes to be gone.

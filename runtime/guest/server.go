@@ -95,8 +95,25 @@ func (a *Agent) handshake(conn net.Conn, ttrpcConns *connListener) {
 			conn.Close() // start anyway: the copy drains into the void and ends
 		}
 		start()
+	case strings.HasPrefix(line, api.PortHeaderPrefix):
+		port, err := api.ParsePortHeader(line)
+		if err != nil {
+			refuse(err)
+			return
+		}
+		target, err := dialLoopback(port)
+		if err != nil {
+			refuse(err)
+			return
+		}
+		if _, err := io.WriteString(conn, api.AckOK+"\n"); err != nil {
+			conn.Close()
+			target.Close()
+			return
+		}
+		go relay(conn, target)
 	default:
-		refuse(fmt.Errorf("unknown connection header %q (want %q or %q...)", line, api.TTRPCHeader, api.StdioHeaderPrefix))
+		refuse(fmt.Errorf("unknown connection header %q (want %q, %q... or %q...)", line, api.TTRPCHeader, api.StdioHeaderPrefix, api.PortHeaderPrefix))
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 )
 
@@ -16,6 +17,10 @@ const (
 	TTRPCHeader = "boxlite-ttrpc/1"
 	// StdioHeaderPrefix opens a stdio stream; a JSON StdioHeader follows.
 	StdioHeaderPrefix = "boxlite-stdio/1 "
+	// PortHeaderPrefix opens a TCP stream to a port of the guest's
+	// loopback (port forwarding); the port's number follows. Once the
+	// agent answers AckOK, the connection carries the stream's bytes.
+	PortHeaderPrefix = "boxlite-port/1 "
 	// AckOK is the agent's answer when it accepts the header; otherwise it
 	// answers "error: <reason>" and closes the connection.
 	AckOK = "ok"
@@ -63,6 +68,23 @@ func ParseStdioHeader(line string) (StdioHeader, error) {
 		return h, errors.New("stdio header: no container id")
 	}
 	return h, nil
+}
+
+// PortHeader is the header line of a port stream, newline included.
+func PortHeader(port uint16) string { return fmt.Sprintf("%s%d\n", PortHeaderPrefix, port) }
+
+// ParsePortHeader decodes a header line (without its newline) that starts
+// with PortHeaderPrefix.
+func ParsePortHeader(line string) (uint16, error) {
+	rest, ok := strings.CutPrefix(line, PortHeaderPrefix)
+	if !ok {
+		return 0, fmt.Errorf("not a port header: %q", line)
+	}
+	port, err := strconv.ParseUint(rest, 10, 16)
+	if err != nil || port == 0 {
+		return 0, fmt.Errorf("port header: bad port %q", rest)
+	}
+	return uint16(port), nil
 }
 
 // ReadLine reads one '\n'-terminated line of at most MaxHeaderLen bytes, one
