@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -20,6 +21,7 @@ import (
 	"github.com/boxlite/boxlite-shim/config"
 	"github.com/boxlite/boxlite-shim/runtime/agent"
 	"github.com/boxlite/boxlite-shim/runtime/agent/api"
+	"github.com/boxlite/boxlite-shim/runtime/portfwd"
 	"github.com/boxlite/boxlite-shim/runtime/sandbox"
 	"github.com/boxlite/boxlite-shim/runtime/stdio"
 )
@@ -112,6 +114,12 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err := sb.Boot(ctx); err != nil {
 		return nil, createError(err)
 	}
+	fwd := forwardPorts(ctx, netns, sb)
+	defer func() {
+		if retErr != nil && fwd != nil {
+			fwd.Close()
+		}
+	}()
 	paths, pipes, rootfs, err := containerFiles(ctx, r, spec, sb)
 	if err != nil {
 		return nil, createError(err)
@@ -126,7 +134,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	evCtx, cancel := context.WithCancel(s.ctx)
 	evs := newAgentEvents()
 	s.mu.Lock()
-	s.sb, s.sbEvents, s.sbCancel, s.sbCfg = sb, evs, cancel, cfg
+	s.sb, s.sbEvents, s.sbCancel, s.sbCfg, s.fwd = sb, evs, cancel, cfg, fwd
 	s.containers[r.ID] = c
 	s.mu.Unlock()
 	go evs.follow(evCtx, sb.Agent(), s.queue, s.holds)
@@ -255,6 +263,31 @@ func sameAsSandbox(id string, ann map[string]string, sb *sandbox.Sandbox) error 
 		}
 	}
 	return nil
+}
+
+// forwardPorts starts CRI's port forwarding into the guest for a sandbox in
+// the network namespace at netns (a pod's). Without nftables NAT on the node
+// it logs why and returns nil: the pod runs, `crictl port-forward` fails.
+//
+// Not where the guest has libkrun's TSI (a namespace with no interface but
+// lo): there the guest's own sockets are the VMM's, in this namespace, and
+// its loopback connections would come back through the redirection.
+func forwardPorts(ctx context.Context, netns string, sb *sandbox.Sandbox) *portfwd.Forwarder {
+	if netns == "" {
+		return nil
+	}
+	if tsi, err := portfwd.OnlyLoopback(netns); err != nil || tsi {
+		log.G(ctx).WithError(err).Info("no port forwarding into the guest: its network is libkrun's TSI, or unknown")
+		return nil
+	}
+	fwd, err := portfwd.Start(netns, func(ctx context.Context, port uint16) (net.Conn, error) {
+		return sb.Agent().DialPort(ctx, port)
+	})
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("port forwarding into the guest is not available for this pod")
+		return nil
+	}
+	return fwd
 }
 
 // sandboxNetNS is the network namespace a new sandbox's VMM runs in: the

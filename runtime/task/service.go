@@ -34,6 +34,7 @@ import (
 	"github.com/boxlite/boxlite-shim/config"
 	"github.com/boxlite/boxlite-shim/reaper"
 	"github.com/boxlite/boxlite-shim/runtime/agent"
+	"github.com/boxlite/boxlite-shim/runtime/portfwd"
 	"github.com/boxlite/boxlite-shim/runtime/sandbox"
 )
 
@@ -85,6 +86,9 @@ type service struct {
 	sbCfg      *config.Config
 	sbEvents   *agentEvents
 	sbCancel   context.CancelFunc
+	// fwd relays CRI's port forwarding in the pod's network namespace
+	// to the guest (nil without one).
+	fwd *portfwd.Forwarder
 }
 
 // RegisterTTRPC makes the service reachable on the shim's ttrpc server.
@@ -157,8 +161,14 @@ func (s *service) containerAgent(id string) (*container, *agent.Client, error) {
 // stopSandbox stops the VM and cleans up after it, if one runs.
 func (s *service) stopSandbox(ctx context.Context) error {
 	s.mu.Lock()
-	sb, cancel := s.sb, s.sbCancel
+	sb, cancel, fwd := s.sb, s.sbCancel, s.fwd
+	s.fwd = nil
 	s.mu.Unlock()
+	if fwd != nil {
+		if err := fwd.Close(); err != nil {
+			log.G(ctx).WithError(err).Warn("stopping port forwarding")
+		}
+	}
 	if sb == nil {
 		return nil
 	}
