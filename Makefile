@@ -7,6 +7,7 @@
 #   make deps                  provision kernels, containerd, ctr, crictl, CNI (cached)
 #   make test                  deps + build + the whole test suite
 #   make fuzz                  run each fuzz target for FUZZTIME inputs (default 100000x; make test does)
+#   make critest               the CRI validation suite (critest v1.37.0) on runc and on boxlite, compared (root)
 #   make bench                 boxlite vs runc on a private containerd: table + bin/bench.json (root)
 #   make demo                  a private containerd running containers through the shim
 
@@ -23,7 +24,7 @@ PKG           := github.com/boxlite/boxlite-shim
 LDFLAGS       := -X $(PKG)/runtime/version.Version=$(VERSION) -X $(PKG)/runtime/version.Revision=$(REVISION)
 BLOBS         := $(foreach k,$(KERNELS),kernel/blobs/$(k)/libkrunfw.so.5.zst)
 
-.PHONY: all build shim vmm agent generate fuzz bench deps test unit e2e vet fmt demo clean blobs testbins FORCE
+.PHONY: all build shim vmm agent generate fuzz bench critest critest-run deps test unit e2e vet fmt demo clean blobs testbins FORCE
 
 all: build
 
@@ -74,7 +75,21 @@ test: deps
 		|| { echo "make test: tests failed; the full log is $(BIN)/test.log" >&2; exit 1; }
 	@awk -f test/skips.awk $(BIN)/test.log
 	$(GO) test -count=1 -tags 'kernel_lean kernel_net' ./kernel/...
+	$(MAKE) critest-run
 	$(MAKE) fuzz
+
+# critest (cri-tools' CRI validation suite) on containerd's runc and on boxlite
+# (through the libkrun test double), side by side: fails when a spec passes on
+# runc and not on boxlite outside test/critest's exemption lists. The table and
+# both runs' reports and logs go to $(BIN)/critest.
+critest: deps
+	$(MAKE) KERNELS="lean net" build testbins
+	$(MAKE) critest-run
+
+critest-run:
+	$(GO) vet -tags critest ./test/critest
+	@set -o pipefail; $(GO) test -tags critest -count=1 -timeout 80m -v ./test/critest 2>&1 | tee $(BIN)/critest.log \
+		| grep -v -e '^=== ' || { echo "make critest: failed; the full log is $(BIN)/critest.log, reports in $(BIN)/critest" >&2; exit 1; }
 
 # Each fuzz target for a bounded number of inputs (FUZZTIME each: a count, as
 # a duration makes go test fail with "context deadline exceeded" on a loaded

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # deploy/deps/deps.sh — provision BoxLite's build/test dependencies into a cache.
 #
-#   deploy/deps/deps.sh [all|tools|busybox|runc|lean|net|qemu-proof ...]
+#   deploy/deps/deps.sh [all|tools|critest|busybox|runc|lean|net|qemu-proof ...]
 #
 # Cache: ${BOXLITE_DEPS:-/var/cache/boxlite-deps}
 #   bin/{containerd,ctr,containerd-shim-runc-v2,crictl,runc,krunfw-probe}
-#   cni/bin/{bridge,host-local,loopback}
+#   bin/{critest,registry}                CRI validation suite, local OCI registry (make critest)
+#   cni/bin/{bridge,host-local,loopback,portmap}
 #   busybox/busybox                       static busybox (test images, QEMU initramfs)
 #   kernels/{lean,net}/libkrunfw.so.5     kernel variants in the libkrunfw ABI
 #   kernels/net/{vmlinux,config,qemu-proof.log}
@@ -47,6 +48,9 @@ CONTAINERD_MODULE=github.com/containerd/containerd/v2
 CONTAINERD_VERSION=v2.4.2
 CRICTL_MODULE=sigs.k8s.io/cri-tools
 CRICTL_VERSION=v1.37.0
+CRITEST_PACKAGE=$CRICTL_MODULE/cmd/critest # a test binary: go test -c of the module's package
+REGISTRY_MODULE=github.com/distribution/distribution/v3
+REGISTRY_VERSION=v3.1.2
 CNI_MODULE=github.com/containernetworking/plugins
 CNI_VERSION=v1.10.0
 LEAN_PACKAGE=libkrunfw5
@@ -54,7 +58,7 @@ LEAN_SUITE=sid
 LINUX_SUITE=trixie
 BOOKWORM_PACKAGES_SUITE=bookworm # busybox-static, runc
 
-STEPS_ALL=(tools busybox runc lean net qemu-proof)
+STEPS_ALL=(tools critest busybox runc lean net qemu-proof)
 
 # --- output helpers -----------------------------------------------------------
 
@@ -329,7 +333,8 @@ tool_list() { # name<TAB>package@version<TAB>gobin-subdir
 		crictl "$CRICTL_MODULE/cmd/crictl@$CRICTL_VERSION" bin \
 		bridge "$CNI_MODULE/plugins/main/bridge@$CNI_VERSION" cni/bin \
 		host-local "$CNI_MODULE/plugins/ipam/host-local@$CNI_VERSION" cni/bin \
-		loopback "$CNI_MODULE/plugins/main/loopback@$CNI_VERSION" cni/bin
+		loopback "$CNI_MODULE/plugins/main/loopback@$CNI_VERSION" cni/bin \
+		portmap "$CNI_MODULE/plugins/meta/portmap@$CNI_VERSION" cni/bin
 }
 
 verify_tools() {
@@ -358,7 +363,7 @@ do_tools() {
 			# left out because nothing here runs on btrfs.
 			flags=(-tags=no_btrfs) ;;
 		crictl) flags=(-ldflags="-X $CRICTL_MODULE/pkg/version.Version=$CRICTL_VERSION") ;;
-		bridge | host-local | loopback)
+		bridge | host-local | loopback | portmap)
 			flags=(-ldflags="-X $CNI_MODULE/pkg/utils/buildversion.BuildVersion=$CNI_VERSION") ;;
 		esac
 		local stage
@@ -372,6 +377,50 @@ do_tools() {
 		manifest_record "$name" "${pkg#*@}" "$DEPS/$dir/$name"
 		log "tools: $name ${pkg#*@} installed"
 	done < <(tool_list)
+}
+
+# --- step: critest (cri-tools' CRI validation suite) and a local registry -------------
+
+verify_critest() {
+	command -v nft >/dev/null && manifest_ok critest "$CRICTL_VERSION" "$DEPS/bin/critest" &&
+		manifest_ok registry "$REGISTRY_VERSION" "$DEPS/bin/registry"
+}
+
+do_critest() {
+	command -v go >/dev/null || die "go is not on PATH"
+	# critest's host-port spec: CNI's portmap plugin programs nftables with nft.
+	command -v nft >/dev/null || ensure_pkgs nftables
+	rm -rf "$DEPS"/bin/.stage.* # left by an interrupted run
+	local stage
+	if ! manifest_ok registry "$REGISTRY_VERSION" "$DEPS/bin/registry"; then
+		stage=$(mktemp -d "$DEPS/bin/.stage.XXXXXX")
+		log "critest: go install $REGISTRY_MODULE/cmd/registry@$REGISTRY_VERSION"
+		PROGRESS_CMD="" with_progress "go install registry" "$DEPS/logs/critest-registry.log" \
+			env GOBIN="$stage" GOFLAGS="${GOFLAGS:-} -buildvcs=false" go install -trimpath "$REGISTRY_MODULE/cmd/registry@$REGISTRY_VERSION"
+		[ -x "$stage/registry" ] || die "go install $REGISTRY_MODULE/cmd/registry produced no registry"
+		mv -f "$stage/registry" "$DEPS/bin/registry"
+		rm -rf "$stage"
+		manifest_record registry "$REGISTRY_VERSION" "$DEPS/bin/registry"
+		log "critest: registry $REGISTRY_VERSION installed"
+	fi
+	if ! manifest_ok critest "$CRICTL_VERSION" "$DEPS/bin/critest"; then
+		# critest is cmd/critest's test binary: build it in a writable copy of
+		# the module (the module cache is read-only), with its own go.sum.
+		local dir
+		dir=$(cd / && go mod download -json "$CRICTL_MODULE@$CRICTL_VERSION" | awk -F'"' '$2 == "Dir" { print $4 }')
+		[ -n "$dir" ] && [ -d "$dir" ] || die "go mod download $CRICTL_MODULE@$CRICTL_VERSION gave no module directory"
+		stage=$(mktemp -d "$DEPS/bin/.stage.XXXXXX")
+		cp -r "$dir" "$stage/src"
+		chmod -R u+w "$stage/src"
+		log "critest: go test -c $CRITEST_PACKAGE@$CRICTL_VERSION"
+		PROGRESS_CMD="" with_progress "build critest" "$DEPS/logs/critest-build.log" \
+			bash -c 'cd "$1/src" && GOFLAGS="-mod=readonly -buildvcs=false" go test -c -trimpath -ldflags "-X $2/pkg/version.Version=$3" -o "$1/critest" ./cmd/critest' _ "$stage" "$CRICTL_MODULE" "$CRICTL_VERSION"
+		[ -x "$stage/critest" ] || die "go test -c $CRITEST_PACKAGE produced no binary"
+		mv -f "$stage/critest" "$DEPS/bin/critest"
+		rm -rf "$stage"
+		manifest_record critest "$CRICTL_VERSION" "$DEPS/bin/critest"
+		log "critest: critest $CRICTL_VERSION installed"
+	fi
 }
 
 # --- step: busybox, runc (Debian binaries) -----------------------------------------
@@ -746,7 +795,7 @@ main() {
 	for a in "$@"; do
 		case $a in
 		all) steps+=("${STEPS_ALL[@]}") ;;
-		tools | busybox | runc | lean | net | qemu-proof) steps+=("$a") ;;
+		tools | critest | busybox | runc | lean | net | qemu-proof) steps+=("$a") ;;
 		-h | --help | help) usage ;;
 		*)
 			echo "unknown step: $a (steps: all ${STEPS_ALL[*]})" >&2

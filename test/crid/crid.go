@@ -44,6 +44,12 @@ type Options struct {
 	// settings and the boxlite drop-in (config version 3 tables), e.g.
 	// more runtime handlers.
 	ExtraCRIConfig string
+	// SandboxImage, when set, is pinned as CRI's sandbox image instead of
+	// PauseImage (which is still imported); the caller makes it pullable.
+	SandboxImage string
+	// ExtraCNIPlugins are plugin configurations (JSON objects) appended
+	// to the network's chain, e.g. portmap.
+	ExtraCNIPlugins []string
 }
 
 // Env is one private containerd with CRI, the boxlite drop-in, a CNI bridge
@@ -133,12 +139,16 @@ func New(t testing.TB, o Options) *Env {
   "plugins": [
     {"type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": false,
      "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": %q}},
-    {"type": "loopback"}
+    {"type": "loopback"}%s
   ]
 }
-`, BridgeName, PodSubnet, filepath.Join(dir, "cni", "ipam")))
+`, BridgeName, PodSubnet, filepath.Join(dir, "cni", "ipam"), extraPlugins(o.ExtraCNIPlugins)))
 	// No CAP_SYS_RESOURCE in every test environment: CRI must not try to
 	// lower a container's oom_score_adj below its own.
+	sandboxImage := PauseImage
+	if o.SandboxImage != "" {
+		sandboxImage = o.SandboxImage
+	}
 	extra := fmt.Sprintf(`
 [plugins."io.containerd.cri.v1.runtime"]
   restrict_oom_score_adj = true
@@ -151,13 +161,21 @@ func New(t testing.TB, o Options) *Env {
 [plugins."io.containerd.cri.v1.images".pinned_images]
   sandbox = %q
 %s
-%s`, filepath.Join(deps, "cni", "bin"), cniConf, PauseImage,
+%s`, filepath.Join(deps, "cni", "bin"), cniConf, sandboxImage,
 		DropIn(t, map[string]string{"/etc/boxlite/config.toml": e.LeanConfig, "/etc/boxlite/config-net.toml": e.NetConfig}),
 		o.ExtraCRIConfig)
 	e.D = ctrd.Start(t, ctrd.Options{CRI: true, ExtraConfig: extra})
 	e.crictlCf = e.Write(t, "crictl.yaml", fmt.Sprintf("runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 60\n", e.D.Address, e.D.Address))
 	e.importImages(t)
 	return e
+}
+
+func extraPlugins(plugins []string) string {
+	var b strings.Builder
+	for _, p := range plugins {
+		b.WriteString(",\n    " + p)
+	}
+	return b.String()
 }
 
 // Write writes body to name under the env's directory and returns its path.

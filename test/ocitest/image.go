@@ -39,7 +39,7 @@ type platform struct {
 // layer: a static busybox at /bin/busybox with a symlink per applet, plus the
 // few files a container expects (/etc/passwd, /etc/group, /tmp).
 func BusyboxImage(busybox, out, name string) error {
-	layer, diffID, err := busyboxLayer(busybox)
+	layer, diffID, err := busyboxLayer(busybox, false)
 	if err != nil {
 		return err
 	}
@@ -145,8 +145,9 @@ func writeFiles(tw *tar.Writer, files map[string][]byte) error {
 }
 
 // busyboxLayer returns the gzip-compressed layer and the digest of its
-// uncompressed tar (the diff id).
-func busyboxLayer(busybox string) ([]byte, string, error) {
+// uncompressed tar (the diff id). Applets are symlinks to /bin/busybox, or
+// hard links with hardlinks (as in upstream busybox images).
+func busyboxLayer(busybox string, hardlinks bool) ([]byte, string, error) {
 	bin, err := os.ReadFile(busybox)
 	if err != nil {
 		return nil, "", fmt.Errorf("read busybox: %w", err)
@@ -188,7 +189,11 @@ func busyboxLayer(busybox string) ([]byte, string, error) {
 		if applet == "busybox" || strings.Contains(applet, "/") {
 			continue
 		}
-		if err := hdr(&tar.Header{Name: "bin/" + applet, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777}); err != nil {
+		h := &tar.Header{Name: "bin/" + applet, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777}
+		if hardlinks {
+			h = &tar.Header{Name: "bin/" + applet, Typeflag: tar.TypeLink, Linkname: "bin/busybox", Mode: 0o755}
+		}
+		if err := hdr(h); err != nil {
 			return nil, "", err
 		}
 	}

@@ -1,0 +1,60 @@
+//go:build critest
+
+package critest
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/boxlite/boxlite-shim/test/ctrd"
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(ctrd.RunSuite(m, "critest", func() []string {
+		var left []string
+		for _, m := range ctrd.MountsUnder("/") {
+			if strings.Contains(m, "/bxp") {
+				left = append(left, "mount: "+m)
+			}
+		}
+		for _, c := range ctrd.CgroupsLeft("boxlite-k8s.io-") {
+			left = append(left, "cgroup: "+c)
+		}
+		ents, _ := os.ReadDir(os.TempDir())
+		for _, e := range ents {
+			if critestTemp.MatchString(e.Name()) {
+				left = append(left, "directory: "+filepath.Join(os.TempDir(), e.Name()))
+			}
+		}
+		return left
+	}))
+}
+
+// TestCRIValidation runs critest on runc and on boxlite and fails when a
+// spec passes on runc and not on boxlite, outside the exemption lists.
+func TestCRIValidation(t *testing.T) {
+	e := New(t)
+	out := os.Getenv("BOXLITE_CRITEST_OUT")
+	if out == "" {
+		out = filepath.Join(ctrd.BinDir(t), "critest")
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	runc := e.Run(t, "runc", out, 30*time.Minute)
+	boxlite := e.Run(t, "boxlite", out, 30*time.Minute)
+	c := Compare(runc, boxlite, Exemptions(Engine))
+	var b strings.Builder
+	c.Print(&b, Engine)
+	if err := os.WriteFile(filepath.Join(out, "table.md"), []byte(b.String()), 0o644); err != nil {
+		t.Error(err)
+	}
+	os.Stdout.WriteString(b.String())
+	for _, p := range c.Problems() {
+		t.Error(p)
+	}
+	e.AssertClean(t)
+}
