@@ -68,12 +68,13 @@ func TestSeccomp(t *testing.T) {
 	}
 }
 
-// TestDeviceRules: CRI's rule set (deny all, allow /dev/null) lets the
-// container write /dev/null and not read /dev/zero, whose node it has.
+// TestDeviceRules: CRI's rule set (deny all) with runc's defaults appended
+// lets the container use /dev/null and /dev/zero, and not a device outside
+// them (a char device with no driver: EPERM when denied, ENXIO when let
+// through); a rule allowing it lets it through.
 func TestDeviceRules(t *testing.T) {
 	ta := startAgent(t)
 	ctx := ctxT(t, 20*time.Second)
-	maj, null, zero := int64(1), int64(3), int64(5)
 	probe := testSpec("true")
 	probe.Linux.Resources = &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}}
 	res, _, err := ta.c.Create(ctx, "devices-probe", probe, ta.rootfs, IO{})
@@ -86,17 +87,16 @@ func TestDeviceRules(t *testing.T) {
 			t.Skipf("the agent has no cgroup v2 hierarchy here: %s", w)
 		}
 	}
-	spec := testSpec("sh", "-c", "echo x > /dev/null && echo null-ok; head -c 1 /dev/zero >/dev/null 2>&1 && echo zero-ok || echo zero-denied")
-	spec.Linux.Resources = &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{
-		{Allow: false, Access: "rwm"},
-		{Allow: true, Type: "c", Major: &maj, Minor: &null, Access: "rwm"},
-	}}
-	if got, want := ta.run(t, "devices", spec, ""), (result{stdout: "null-ok\nzero-denied\n"}); got != want {
-		t.Errorf("deny all but /dev/null: got %+v, want %+v", got, want)
+	major, minor := int64(42), int64(0) // "demo" major: no driver
+	spec := testSpec("sh", "-c", "echo x > /dev/null && head -c 1 /dev/zero >/dev/null && echo defaults-ok; cat /dev/demo 2>&1 | grep -o -e 'not permitted' -e 'No such device'")
+	spec.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/demo", Type: "c", Major: major, Minor: minor}}
+	spec.Linux.Resources = &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}}
+	if got, want := ta.run(t, "devices", spec, ""), (result{stdout: "defaults-ok\nnot permitted\n"}); got != want {
+		t.Errorf("deny all: got %+v, want %+v", got, want)
 	}
-	spec.Linux.Resources.Devices = append(spec.Linux.Resources.Devices, specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: &maj, Minor: &zero, Access: "r"})
-	if got, want := ta.run(t, "devices-zero", spec, ""), (result{stdout: "null-ok\nzero-ok\n"}); got != want {
-		t.Errorf("with /dev/zero readable: got %+v, want %+v", got, want)
+	spec.Linux.Resources.Devices = append(spec.Linux.Resources.Devices, specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: &major, Minor: &minor, Access: "r"})
+	if got, want := ta.run(t, "devices-allowed", spec, ""), (result{stdout: "defaults-ok\nNo such device\n"}); got != want {
+		t.Errorf("with the device readable: got %+v, want %+v", got, want)
 	}
 }
 

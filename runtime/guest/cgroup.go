@@ -103,14 +103,16 @@ func (cg *cgroups) create(id string, res *specs.LinuxResources) (string, []strin
 }
 
 // restrictDevices enforces the spec's device rules on the leaf dir: cgroup
-// v2 has no devices files, the rules are an eBPF program attached to it. As
-// runc, after the container's root filesystem is made (its device nodes
-// made with mknod, which the rules may deny) and before its program runs.
+// v2 has no devices files, the rules are an eBPF program attached to it.
+// As runc: runc's default devices are appended to the spec's rules
+// (devfilter.RuncDefaults), and the program is attached after the
+// container's root filesystem is made, before its program runs.
 func (cg *cgroups) restrictDevices(dir string, res *specs.LinuxResources) error {
 	if dir == "" || res == nil || len(res.Devices) == 0 {
 		return nil
 	}
-	prog, err := devfilter.Compile(res.Devices)
+	rules := append(slices.Clone(res.Devices), devfilter.RuncDefaults...)
+	prog, err := devfilter.Compile(rules)
 	if err == nil {
 		err = devfilter.Attach(dir, prog)
 	}

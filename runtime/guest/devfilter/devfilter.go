@@ -63,6 +63,26 @@ const (
 	r0, r1, r2, r3, r4, r5 = 0, 1, 2, 3, 4, 5
 )
 
+// RuncDefaults are the rules runc appends after a spec's own (libcontainer's
+// AllowedDevices): mknod of any node, and the devices every container uses
+// (null, zero, full, random, urandom, tty, ptmx, /dev/pts/*, tun). containerd's
+// CRI gives only "deny all" and relies on them; a caller that wants runc's
+// behaviour appends them.
+var RuncDefaults = func() []specs.LinuxDeviceCgroup {
+	n := func(v int64) *int64 { return &v }
+	c := func(major, minor int64) specs.LinuxDeviceCgroup {
+		r := specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: n(major), Access: "rwm"}
+		if minor >= 0 {
+			r.Minor = n(minor)
+		}
+		return r
+	}
+	return []specs.LinuxDeviceCgroup{
+		{Allow: true, Type: "c", Access: "m"}, {Allow: true, Type: "b", Access: "m"},
+		c(1, 3), c(1, 8), c(1, 7), c(5, 0), c(1, 5), c(1, 9), c(136, -1), c(5, 2), c(10, 200),
+	}
+}()
+
 // Compile makes the program for rules.
 func Compile(rules []specs.LinuxDeviceCgroup) ([]Insn, error) {
 	prog := []Insn{

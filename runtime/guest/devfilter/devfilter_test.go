@@ -67,6 +67,8 @@ var criRules = []specs.LinuxDeviceCgroup{
 	{Allow: true, Type: "c", Major: i64(10), Minor: i64(200), Access: "r"}, // read-only, for the test
 }
 
+var withDefaults = append([]specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}, RuncDefaults...)
+
 func TestCompile(t *testing.T) {
 	for _, tc := range []struct {
 		name                string
@@ -88,6 +90,11 @@ func TestCompile(t *testing.T) {
 		{"later deny, other device", []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}, {Allow: false, Type: "c", Major: i64(1), Minor: i64(3)}}, devChar, accRead, 1, 5, 1},
 		{"wildcard major -1", []specs.LinuxDeviceCgroup{{Allow: true, Type: "b", Major: i64(-1), Minor: i64(-1), Access: "r"}}, devBlock, accRead, 253, 7, 1},
 		{"no rules: deny", nil, devChar, accRead, 1, 3, 0},
+		{"CRI's deny all + runc's defaults: null", withDefaults, devChar, accRead | accWrite, 1, 3, 1},
+		{"CRI's deny all + runc's defaults: ptmx", withDefaults, devChar, accRead | accWrite, 5, 2, 1},
+		{"CRI's deny all + runc's defaults: mknod a disk", withDefaults, devBlock, accMknod, 8, 0, 1},
+		{"CRI's deny all + runc's defaults: read a disk", withDefaults, devBlock, accRead, 8, 0, 0},
+		{"CRI's deny all + runc's defaults: /dev/mem", withDefaults, devChar, accRead, 1, 1, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			prog, err := Compile(tc.rules)
