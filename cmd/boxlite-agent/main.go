@@ -63,6 +63,7 @@ func main() {
 	cgroupRoot := flag.String("cgroup-root", "/sys/fs/cgroup/boxlite", "cgroup v2 directory under which each container gets its leaf")
 	initMode := flag.String("init", "auto", "act as the guest's init (mount /proc, /sys, /dev, cgroup2, /tmp): auto (when PID 1), yes, no")
 	network := flag.String("network", "", "JSON file describing the guest's network interface (runtime/podnet)")
+	readyPort := flag.Uint("ready-port", 0, "vsock port of the host to announce readiness on once serving (0: none)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "boxlite-agent: unexpected arguments %q\n", flag.Args())
@@ -126,6 +127,12 @@ func main() {
 	log.Printf("serving on %s (port %d), %s, pid %d", l.Addr(), *port, a.Environment(), os.Getpid())
 	for _, w := range a.Warnings() {
 		log.Printf("warning: %s", w)
+	}
+	if *readyPort != 0 {
+		// The listener is up: connections queue until Serve accepts them.
+		if err := guest.SignalReady(uint32(*readyPort)); err != nil {
+			log.Fatalf("announcing readiness: %v", err)
+		}
 	}
 	code := a.Serve(context.Background(), l)
 	os.Exit(code)

@@ -3,7 +3,8 @@
 // double, it serves the vsock bridge's listening socket that it inherits as fd
 // 3 (LISTEN_FDS, systemd style).
 //
-//	vmmworkload serve          serve fd 3 (the default)
+//	vmmworkload serve [PORT]   serve fd 3 (the default); with PORT, then say it
+//	                           serves on the host's vsock PORT (as the agent does)
 //	vmmworkload exit-now N     exit with status N at once
 //	vmmworkload close-and-wait close fd 3 and sleep: never becomes ready
 //
@@ -26,6 +27,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/boxlite/boxlite-shim/runtime/guest"
 )
 
 func main() {
@@ -58,6 +61,16 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "vmmworkload:", err)
 		os.Exit(2)
+	}
+	if len(os.Args) > 2 {
+		port, err := strconv.ParseUint(os.Args[2], 10, 32)
+		if err == nil {
+			err = guest.SignalReady(uint32(port))
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "vmmworkload: ready:", err)
+			os.Exit(2)
+		}
 	}
 	for {
 		c, err := l.Accept()
