@@ -80,7 +80,7 @@ test: deps
 # a duration makes go test fail with "context deadline exceeded" on a loaded
 # machine); failures land in testdata/fuzz.
 FUZZTIME ?= 100000x
-FUZZ     := config:FuzzParse config:FuzzCheckAnnotations kernel:FuzzInspect kernel:FuzzSelect
+FUZZ     := config:FuzzParse config:FuzzCheckAnnotations kernel:FuzzInspect kernel:FuzzInspectCapabilities kernel:FuzzSelect
 fuzz:
 	@set -e; for t in $(FUZZ); do \
 		echo "fuzz ./$${t%%:*} $${t#*:} for $(FUZZTIME)"; \
