@@ -23,7 +23,7 @@ PKG           := github.com/boxlite/boxlite-shim
 LDFLAGS       := -X $(PKG)/runtime/version.Version=$(VERSION) -X $(PKG)/runtime/version.Revision=$(REVISION)
 BLOBS         := $(foreach k,$(KERNELS),kernel/blobs/$(k)/libkrunfw.so.5.zst)
 
-.PHONY: all build shim vmm agent generate fuzz bench deps test unit e2e vet fmt demo clean blobs testbins FORCE
+.PHONY: all build shim vmm agent generate fuzz bench deps test unit e2e vet vulncheck fmt demo clean blobs testbins FORCE
 
 all: build
 
@@ -64,6 +64,11 @@ testbins:
 vet:
 	$(GO) vet ./...
 	@bad=$$(gofmt -l $$(git ls-files '*.go')); test -z "$$bad" || { echo "gofmt: $$bad" >&2; exit 1; }
+
+# govulncheck against the Go vulnerability database make deps copied into the
+# cache (the public service is not reachable from here).
+vulncheck:
+	$(BOXLITE_DEPS)/bin/govulncheck -db file://$(BOXLITE_DEPS)/vulndb/osv ./...
 
 test: deps
 	$(MAKE) KERNELS="lean net" build testbins vet

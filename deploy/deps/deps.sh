@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # deploy/deps/deps.sh — provision BoxLite's build/test dependencies into a cache.
 #
-#   deploy/deps/deps.sh [all|tools|busybox|runc|lean|net|qemu-proof ...]
+#   deploy/deps/deps.sh [all|tools|busybox|runc|lean|net|qemu-proof|vulndb ...]
 #
 # Cache: ${BOXLITE_DEPS:-/var/cache/boxlite-deps}
 #   bin/{containerd,ctr,containerd-shim-runc-v2,crictl,runc,krunfw-probe}
@@ -10,6 +10,7 @@
 #   kernels/{lean,net}/libkrunfw.so.5     kernel variants in the libkrunfw ABI
 #   kernels/net/{vmlinux,config,qemu-proof.log}
 #   kernels/manifest.tsv                  variant  sha256  source  version
+#   vulndb/osv/GO-*.json                  Go vulnerability database (govulncheck -db)
 #   manifest.tsv                          name  version  sha256  path
 #
 # Every step checks its outputs against the recorded SHA-256 first and is
@@ -49,12 +50,18 @@ CRICTL_MODULE=sigs.k8s.io/cri-tools
 CRICTL_VERSION=v1.37.0
 CNI_MODULE=github.com/containernetworking/plugins
 CNI_VERSION=v1.10.0
+VULN_MODULE=golang.org/x/vuln
+VULN_VERSION=v1.9.0
+# The Go vulnerability database, as the module proxy serves it: the public
+# database service cannot be reached from here, so govulncheck reads a copy.
+VULNDB_MODULE=golang.org/x/vulndb
+VULNDB_VERSION=v0.0.0-20261105234957-e22db6528018
 LEAN_PACKAGE=libkrunfw5
 LEAN_SUITE=sid
 LINUX_SUITE=trixie
 BOOKWORM_PACKAGES_SUITE=bookworm # busybox-static, runc
 
-STEPS_ALL=(tools busybox runc lean net qemu-proof)
+STEPS_ALL=(tools busybox runc lean net qemu-proof vulndb)
 
 # --- output helpers -----------------------------------------------------------
 
@@ -329,7 +336,8 @@ tool_list() { # name<TAB>package@version<TAB>gobin-subdir
 		crictl "$CRICTL_MODULE/cmd/crictl@$CRICTL_VERSION" bin \
 		bridge "$CNI_MODULE/plugins/main/bridge@$CNI_VERSION" cni/bin \
 		host-local "$CNI_MODULE/plugins/ipam/host-local@$CNI_VERSION" cni/bin \
-		loopback "$CNI_MODULE/plugins/main/loopback@$CNI_VERSION" cni/bin
+		loopback "$CNI_MODULE/plugins/main/loopback@$CNI_VERSION" cni/bin \
+		govulncheck "$VULN_MODULE/cmd/govulncheck@$VULN_VERSION" bin
 }
 
 verify_tools() {
@@ -753,6 +761,32 @@ run_step() {
 	exec {lockfd}>&-
 }
 
+# --- step: vulndb (the Go vulnerability database, for govulncheck) ----------
+
+verify_vulndb() {
+	local d=$DEPS/vulndb
+	[ -f "$d/version" ] && [ "$(cat "$d/version")" = "$VULNDB_VERSION" ] &&
+		[ -f "$d/osv.sha256" ] && [ "$(vulndb_hash "$d/osv")" = "$(cat "$d/osv.sha256")" ]
+}
+# vulndb_hash DIR: one SHA-256 over the names and contents of DIR's entries.
+vulndb_hash() { (cd "$1" && find . -type f -name '*.json' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1); }
+do_vulndb() {
+	command -v go >/dev/null || die "go is not on PATH"
+	local dir
+	dir=$(cd "$DEPS/build" && GOFLAGS=-mod=mod go mod download -json "$VULNDB_MODULE@$VULNDB_VERSION" | awk -F'"' '/"Dir":/ {print $4}')
+	[ -d "$dir/data/osv" ] || die "vulndb: $VULNDB_MODULE@$VULNDB_VERSION has no data/osv"
+	local stage
+	stage=$(mktemp -d "$DEPS/vulndb.stage.XXXXXX")
+	mkdir -p "$stage/osv"
+	cp "$dir"/data/osv/*.json "$stage/osv/"
+	chmod -R u+w "$stage"
+	vulndb_hash "$stage/osv" >"$stage/osv.sha256"
+	echo "$VULNDB_VERSION" >"$stage/version"
+	rm -rf "$DEPS/vulndb"
+	mv "$stage" "$DEPS/vulndb"
+	log "vulndb: $(ls "$DEPS/vulndb/osv" | wc -l) entries of $VULNDB_MODULE@$VULNDB_VERSION"
+}
+
 usage() {
 	sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
@@ -764,7 +798,7 @@ main() {
 	for a in "$@"; do
 		case $a in
 		all) steps+=("${STEPS_ALL[@]}") ;;
-		tools | busybox | runc | lean | net | qemu-proof) steps+=("$a") ;;
+		tools | busybox | runc | lean | net | qemu-proof | vulndb) steps+=("$a") ;;
 		-h | --help | help) usage ;;
 		*)
 			echo "unknown step: $a (steps: all ${STEPS_ALL[*]})" >&2
