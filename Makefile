@@ -9,6 +9,7 @@
 #   make fuzz                  run each fuzz target for FUZZTIME inputs (default 100000x; make test does)
 #   make bench                 boxlite vs runc on a private containerd: table + bin/bench.json (root)
 #   make demo                  a private containerd running containers through the shim
+#   make release               dist/boxlite-shim-VERSION-linux-amd64.tar.gz (+ .sha256): see deploy/release
 
 SHELL         := /bin/bash
 GO            ?= go
@@ -23,7 +24,7 @@ PKG           := github.com/boxlite/boxlite-shim
 LDFLAGS       := -X $(PKG)/runtime/version.Version=$(VERSION) -X $(PKG)/runtime/version.Revision=$(REVISION)
 BLOBS         := $(foreach k,$(KERNELS),kernel/blobs/$(k)/libkrunfw.so.5.zst)
 
-.PHONY: all build shim vmm agent generate fuzz bench deps test unit e2e vet vulncheck fmt demo clean blobs testbins FORCE
+.PHONY: all build shim vmm agent generate fuzz bench deps test unit e2e vet vulncheck fmt demo release clean blobs testbins FORCE
 
 all: build
 
@@ -101,6 +102,22 @@ bench: deps
 demo: deps
 	$(MAKE) KERNELS="lean net" build testbins
 	deploy/demo.sh
+
+# The release tarball an operator installs (README "Releases"). Its version is
+# the tag less a leading v when HEAD is on an annotated tag in a clean tree,
+# else git describe --always --dirty (deploy/release/version.sh); the binaries,
+# built with both kernels and -trimpath into a scratch directory, report it.
+# Every entry's mtime is the commit's time (SOURCE_DATE_EPOCH, if set, wins).
+DIST              ?= dist
+RELEASE_VERSION   ?= $(shell deploy/release/version.sh)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null)
+release:
+	@set -e; test -n '$(SOURCE_DATE_EPOCH)' || { echo "make release: no commit time (not a git checkout?): set SOURCE_DATE_EPOCH" >&2; exit 1; }; \
+	stage=$$(mktemp -d); trap 'rm -rf "$$stage"' EXIT; \
+	echo "make release: $(RELEASE_VERSION), binaries built into $$stage"; \
+	GOFLAGS="$$GOFLAGS -trimpath" $(MAKE) --no-print-directory KERNELS="lean net" VERSION='$(RELEASE_VERSION)' BIN="$$stage" build; \
+	$(GO) run ./deploy/release -version '$(RELEASE_VERSION)' -revision '$(REVISION)' -epoch '$(SOURCE_DATE_EPOCH)' \
+		-bin "$$stage" -src . -out '$(DIST)'
 
 clean:
 	rm -rf $(BIN) kernel/blobs/lean kernel/blobs/net
