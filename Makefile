@@ -106,7 +106,9 @@ demo: deps
 # The release tarball an operator installs (README "Releases"). Its version is
 # the tag less a leading v when HEAD is on an annotated tag in a clean tree,
 # else git describe --always --dirty (deploy/release/version.sh); the binaries,
-# built with both kernels and -trimpath into a scratch directory, report it.
+# built with both kernels into a scratch directory, report it. -trimpath and
+# -buildvcs=false (the version and commit are in -ldflags): the binaries do not
+# depend on where the checkout is, nor on whether it is a clone or a worktree.
 # Every entry's mtime is the commit's time (SOURCE_DATE_EPOCH, if set, wins).
 DIST              ?= dist
 RELEASE_VERSION   ?= $(shell deploy/release/version.sh)
@@ -115,7 +117,7 @@ release:
 	@set -e; test -n '$(SOURCE_DATE_EPOCH)' || { echo "make release: no commit time (not a git checkout?): set SOURCE_DATE_EPOCH" >&2; exit 1; }; \
 	stage=$$(mktemp -d); trap 'rm -rf "$$stage"' EXIT; \
 	echo "make release: $(RELEASE_VERSION), binaries built into $$stage"; \
-	GOFLAGS="$$GOFLAGS -trimpath" $(MAKE) --no-print-directory KERNELS="lean net" VERSION='$(RELEASE_VERSION)' BIN="$$stage" build; \
+	GOFLAGS="$$GOFLAGS -trimpath -buildvcs=false" $(MAKE) --no-print-directory KERNELS="lean net" VERSION='$(RELEASE_VERSION)' BIN="$$stage" build; \
 	$(GO) run ./deploy/release -version '$(RELEASE_VERSION)' -revision '$(REVISION)' -epoch '$(SOURCE_DATE_EPOCH)' \
 		-bin "$$stage" -src . -out '$(DIST)'
 
