@@ -1,5 +1,6 @@
 // Package release tests the release an operator installs, end to end: it
-// runs `make release` (twice: the tarballs must be byte for byte the same),
+// runs `make release` twice, the second time in a fresh clone of the same
+// commit (the tarballs must be byte for byte the same),
 // unpacks the tarball, checks its layout and SHA256SUMS, installs it into a
 // scratch root with the release's own install.sh, runs a boxlite and a
 // boxlite-net pod through a private containerd 2.4 that imports the

@@ -73,15 +73,28 @@ func TestRelease(t *testing.T) {
 		}
 	})
 
-	// make release, twice: the same commit gives the same bytes.
+	// make release, twice: the same commit gives the same bytes. The
+	// second run is from a fresh clone at the same commit (another path,
+	// a clone rather than maybe a worktree), unless the tree has changes a
+	// clone would not have: then from the same checkout.
 	version := strings.TrimSpace(string(mustOutput(t, repo, "sh", "deploy/release/version.sh")))
 	name := "boxlite-shim-" + version + "-linux-amd64"
+	checkouts := []string{repo, repo}
+	if !strings.HasSuffix(version, "-dirty") {
+		clone := filepath.Join(scratch, "clone")
+		head := strings.TrimSpace(string(mustOutput(t, repo, "git", "rev-parse", "HEAD")))
+		mustOutput(t, scratch, "git", "clone", "-q", "--no-checkout", repo, clone)
+		mustOutput(t, clone, "git", "checkout", "-q", "--detach", head)
+		checkouts[1] = clone
+	} else {
+		t.Logf("the checkout has uncommitted changes (%s): both make release runs are from it", version)
+	}
 	var tarballs [2][]byte
-	for i := range tarballs {
+	for i, checkout := range checkouts {
 		dist := filepath.Join(scratch, fmt.Sprintf("dist%d", i+1))
 		start := time.Now()
-		makeRelease(t, repo, dist)
-		t.Logf("make release (run %d): %v", i+1, time.Since(start).Round(100*time.Millisecond))
+		makeRelease(t, checkout, dist)
+		t.Logf("make release (run %d, in %s): %v", i+1, checkout, time.Since(start).Round(100*time.Millisecond))
 		var got []string
 		ents, _ := os.ReadDir(dist)
 		for _, e := range ents {
@@ -98,7 +111,7 @@ func TestRelease(t *testing.T) {
 	}
 	t.Logf("tarball %s.tar.gz: %.1f MB", name, float64(len(tarballs[0]))/1e6)
 	if !bytes.Equal(tarballs[0], tarballs[1]) {
-		t.Errorf("two make release runs from one commit gave different tarballs (%d and %d bytes)", len(tarballs[0]), len(tarballs[1]))
+		t.Errorf("two make release runs from one commit (%v) gave different tarballs (%d and %d bytes)", checkouts, len(tarballs[0]), len(tarballs[1]))
 	}
 
 	// Unpack, as an operator does, and check what is there.
