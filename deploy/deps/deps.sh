@@ -41,6 +41,8 @@ ROOT=$(cd "$HERE/../.." && pwd)
 KCONF_DIR=$ROOT/deploy/kernel
 
 DEPS=${BOXLITE_DEPS:-/var/cache/boxlite-deps}
+# The Go the project builds with (go.mod needs 1.27); the tools take it too.
+export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3}
 JOBS=${BOXLITE_JOBS:-2}
 NICE=${BOXLITE_NICE:-10}
 
@@ -340,10 +342,20 @@ tool_list() { # name<TAB>package@version<TAB>gobin-subdir
 		govulncheck "$VULN_MODULE/cmd/govulncheck@$VULN_VERSION" bin
 }
 
+# tool_version NAME PKG: the version recorded for a tool: the module's, and
+# for govulncheck also the Go it is built with (it must be at least the Go of
+# the code it reads).
+tool_version() {
+	case $1 in
+	govulncheck) echo "${2#*@}+$(go env GOVERSION)" ;;
+	*) echo "${2#*@}" ;;
+	esac
+}
+
 verify_tools() {
 	local name pkg dir
 	while IFS=$'\t' read -r name pkg dir; do
-		manifest_ok "$name" "${pkg#*@}" "$DEPS/$dir/$name" || return 1
+		manifest_ok "$name" "$(tool_version "$name" "$pkg")" "$DEPS/$dir/$name" || return 1
 	done < <(tool_list)
 }
 
@@ -355,7 +367,7 @@ do_tools() {
 	rm -rf "$DEPS"/bin/.stage.* "$DEPS"/cni/bin/.stage.* # left by an interrupted run
 	local name pkg dir
 	while IFS=$'\t' read -r name pkg dir; do
-		if manifest_ok "$name" "${pkg#*@}" "$DEPS/$dir/$name"; then
+		if manifest_ok "$name" "$(tool_version "$name" "$pkg")" "$DEPS/$dir/$name"; then
 			log "tools: $name ${pkg#*@} ok"
 			continue
 		fi
@@ -377,7 +389,7 @@ do_tools() {
 		[ -x "$stage/$name" ] || die "go install $pkg produced no $name"
 		mv -f "$stage/$name" "$DEPS/$dir/$name"
 		rmdir "$stage"
-		manifest_record "$name" "${pkg#*@}" "$DEPS/$dir/$name"
+		manifest_record "$name" "$(tool_version "$name" "$pkg")" "$DEPS/$dir/$name"
 		log "tools: $name ${pkg#*@} installed"
 	done < <(tool_list)
 }
