@@ -55,7 +55,7 @@ func hostHierarchies(systemdManaged bool) ([]hierarchy, error) {
 			return nil, fmt.Errorf("cgroup v1 hierarchies: %w", err)
 		}
 		for _, s := range subs {
-			if systemdManaged && s.Name() == "systemd" {
+			if systemdManaged && s.Name() == "systemd" || !isCgroupMount(s.(interface{ Path(string) string }).Path("/")) {
 				continue
 			}
 			hs = append(hs, v1Hierarchy(s))
@@ -69,6 +69,15 @@ func hostHierarchies(systemdManaged bool) ([]hierarchy, error) {
 		hs = append(hs, v2Hierarchy("/sys/fs/cgroup"))
 	}
 	return hs, nil
+}
+
+// isCgroupMount reports whether dir is a cgroup v1 file system (cgroup1
+// takes any directory of the controller's name under /sys/fs/cgroup for
+// one: a systemd in a container leaves empty ones of those it does not
+// mount).
+func isCgroupMount(dir string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(dir, &st) == nil && st.Type == unix.CGROUP_SUPER_MAGIC
 }
 
 // v1Hierarchy is cgroup v1 subsystem s (cgroup1 makes a cpuset cgroup with
