@@ -331,7 +331,7 @@ func (s *Sandbox) Boot(ctx context.Context) error {
 			return werr
 		}
 		if err != nil {
-			log.G(ctx).WithError(err).WithField("sandbox", s.ID).Warn("placing the VMM in the pod's host cgroup: the pod's stats will not count it")
+			log.G(ctx).WithError(err).WithField("sandbox", s.ID).Warn("placing the VMM in the pod's host cgroup: it is not counted in the hierarchies the error names")
 		}
 	}
 	if info, err := c.Info(dctx); err == nil {
