@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/boxlite/boxlite-shim/reaper"
+	"github.com/boxlite/boxlite-shim/runtime/cgmount"
 )
 
 // A pod sandbox's VMM goes where runc would put the pod's pause process: in
@@ -61,12 +62,10 @@ func hostHierarchies(systemdManaged bool) ([]hierarchy, error) {
 			hs = append(hs, v1Hierarchy(s))
 		}
 	}
-	switch {
-	case systemdManaged:
-	case mode == cgroups.Hybrid:
-		hs = append(hs, v2Hierarchy("/sys/fs/cgroup/unified"))
-	case mode == cgroups.Unified:
-		hs = append(hs, v2Hierarchy("/sys/fs/cgroup"))
+	if mode == cgroups.Hybrid || mode == cgroups.Unified {
+		if mp := cgmount.Unified(); !systemdManaged && mp != "" {
+			hs = append(hs, v2Hierarchy(mp))
+		}
 	}
 	return hs, nil
 }

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/boxlite/boxlite-shim/reaper"
+	"github.com/boxlite/boxlite-shim/runtime/cgmount"
 )
 
 // OurBinaries are the executables whose processes must not outlive a test.
@@ -105,18 +106,7 @@ func CgroupsLeft(prefix string) []string {
 }
 
 // Cgroup2Mount is where the host mounts its cgroup v2 hierarchy ("" if not).
-func Cgroup2Mount() string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if _, post, ok := strings.Cut(line, " - "); ok && strings.HasPrefix(post, "cgroup2 ") {
-			return strings.Fields(line)[4]
-		}
-	}
-	return ""
-}
+func Cgroup2Mount() string { return cgmount.Unified() }
 
 // SuiteLeftovers lists what a whole test run left behind, for a TestMain to
 // report after m.Run: processes of ours, mounts of containers' root
