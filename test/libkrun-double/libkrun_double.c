@@ -717,11 +717,18 @@ static void guest_init(struct ctx *c, const int *fds, int n, int console, int ga
 		if ((tmp[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3 + n)) < 0) die("move listen fd", 125);
 	for (int i = 0; i < n; i++)
 		if (dup2(tmp[i], 3 + i) < 0) die("dup2 listen fd", 125); /* dup2 clears FD_CLOEXEC */
+	/* The workload goes once init has closed its copies of the sockets:
+	 * then they close when the workload closes them, as libkrun's host
+	 * socket stops answering when the guest does not listen. */
+	int held[2];
+	if (pipe2(held, O_CLOEXEC)) die("pipe", 125);
 	pid_t pid = fork();
 	if (pid < 0) _exit(125);
 	if (pid == 0) {
 		/* The workload: init.krun's child. LISTEN_PID is its own pid. */
 		static char lp[32];
+		close(held[1]);
+		while (read(held[0], &b, 1) < 0 && errno == EINTR) {}
 		for (int i = 0; envp[i]; i++)
 			if (strncmp(envp[i], "LISTEN_PID=", 11) == 0) ((char **)envp)[i] = listen_pid(lp, sizeof lp, getpid());
 		close(code);
@@ -735,6 +742,8 @@ static void guest_init(struct ctx *c, const int *fds, int n, int console, int ga
 		close(tmp[i]);
 		if (fds[i] >= 3 + n) close(fds[i]);
 	}
+	close(held[1]);
+	close(held[0]);
 	int st = 0;
 	pid_t w;
 	/* As PID 1, init reaps whatever ends up with it, until its child is done. */
