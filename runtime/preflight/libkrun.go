@@ -43,7 +43,7 @@ func (l LibkrunInfo) Usable() bool {
 
 // installLibkrun is the fix for a missing libkrun.
 func installLibkrun(cfg *config.Config) string {
-	return fmt.Sprintf("install libkrun 1.x (libkrun.so.1: your distribution's libkrun package, or built from github.com/containers/libkrun) where the dynamic loader finds it, or set libkrun_path in %s", configName(cfg))
+	return fmt.Sprintf("install libkrun 1.18.1 or newer (libkrun.so.1: your distribution's libkrun package, or built from github.com/containers/libkrun) where the dynamic loader finds it, or set libkrun_path in %s", configName(cfg))
 }
 
 func configName(cfg *config.Config) string {
