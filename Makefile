@@ -69,7 +69,7 @@ test: deps
 	$(MAKE) KERNELS="lean net" build testbins vet
 	@# -v so that every skip's reason can be printed; the whole log stays in $(BIN)/test.log.
 	@# -p 1: suites that start containerd check the whole host for leftovers of ours.
-	@set -o pipefail; $(GO) test -p 1 -count=1 -v ./... 2>&1 | tee $(BIN)/test.log \
+	@set -o pipefail; BOXLITE_REQUIRE_BLOBS=1 $(GO) test -p 1 -count=1 -v ./... 2>&1 | tee $(BIN)/test.log \
 		| grep -E -B1 --line-buffered '^(ok|FAIL|panic:)|^ *--- FAIL' | grep -v -e '^--$$' -e '^=== ' -e '^PASS$$' \
 		|| { echo "make test: tests failed; the full log is $(BIN)/test.log" >&2; exit 1; }
 	@awk -f test/skips.awk $(BIN)/test.log
@@ -80,7 +80,7 @@ test: deps
 # a duration makes go test fail with "context deadline exceeded" on a loaded
 # machine); failures land in testdata/fuzz.
 FUZZTIME ?= 100000x
-FUZZ     := config:FuzzParse config:FuzzCheckAnnotations kernel:FuzzInspect kernel:FuzzSelect
+FUZZ     := config:FuzzParse config:FuzzCheckAnnotations kernel:FuzzInspect kernel:FuzzInspectCapabilities kernel:FuzzSelect
 fuzz:
 	@set -e; for t in $(FUZZ); do \
 		echo "fuzz ./$${t%%:*} $${t#*:} for $(FUZZTIME)"; \

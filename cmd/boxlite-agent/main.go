@@ -3,9 +3,9 @@
 // pod's containers inside the guest.
 //
 //	boxlite-agent [-vsock-port 1024] [-cgroup-root /sys/fs/cgroup/boxlite] [-init auto|yes|no]
-//	              [-network FILE]
+//	              [-network FILE] [-ready-port PORT]
 //
-// These four flags are the agent's own; any other word (not starting with
+// These five flags are the agent's own; any other word (not starting with
 // "-") is ignored and logged: libkrun's init hands the agent the kernel
 // command-line words the guest kernel did not know, before its arguments
 // ("tsi_hijack" from a kernel without libkrunfw's TSI patch). See
@@ -123,6 +123,12 @@ func main() {
 	log.Printf("serving on %s (port %d), %s, pid %d, %s", l.Addr(), flags.VsockPort, a.Environment(), os.Getpid(), role)
 	for _, w := range a.Warnings() {
 		log.Printf("warning: %s", w)
+	}
+	if flags.ReadyPort != 0 {
+		// The listener is up: connections queue until Serve accepts them.
+		if err := guest.SignalReady(uint32(flags.ReadyPort)); err != nil {
+			log.Fatalf("announcing readiness: %v", err)
+		}
 	}
 	code := a.Serve(context.Background(), l)
 	os.Exit(code)

@@ -7,7 +7,8 @@
 //	boxlite-vmm -probe [-libkrun PATH]
 //	boxlite-vmm -jail DIR [-libkrun PATH] [-allow-test-double] [-krunfw PATH]
 //	            -cpus N -memory-mib N -root DIR [-workdir DIR]
-//	            [-vsock PORT:SOCKET]... [-console FILE] [-log-level N]
+//	            [-vsock PORT:SOCKET]... [-vsock-connect PORT:SOCKET]...
+//	            [-console FILE] [-log-level N]
 //	            [-net-tap NAME -net-mac MAC] [-no-tsi] [-env K=V]... -- EXEC [ARG]...
 //
 // -jail DIR confines the process before anything else runs (jail.c): a mount
@@ -19,7 +20,10 @@
 //
 // EXEC is the workload's path inside the guest root; the ARGs follow it (as in
 // krun_set_exec, argv does not repeat EXEC). Each -vsock bridges a listening
-// host Unix socket to the guest's vsock PORT (krun_add_vsock_port2, listen).
+// host Unix socket to the guest's vsock PORT (krun_add_vsock_port2, listen);
+// each -vsock-connect has libkrun connect to the host Unix socket (which must
+// be listening) when the guest connects to vsock PORT of the host (listen
+// false): the agent announces it is ready that way.
 //
 // -net-tap gives the guest a virtio-net device (its eth0) with address MAC,
 // backed by the TAP device NAME of the VMM's network namespace
@@ -122,6 +126,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 	"unsafe"
 )
 
@@ -179,10 +184,12 @@ func main() {
 		netMAC    = flag.String("net-mac", "", "guest eth0's MAC address (with -net-tap)")
 		noTSI     = flag.Bool("no-tsi", false, "never give the guest TSI (a kernel without libkrunfw's TSI patch)")
 		vsock     vsockFlag
+		connect   vsockFlag
 		env       listFlag
 		workloadV []string
 	)
 	flag.Var(&vsock, "vsock", "PORT:SOCKETPATH: host Unix socket bridged to guest vsock PORT (repeatable)")
+	flag.Var(&connect, "vsock-connect", "PORT:SOCKETPATH: host Unix socket libkrun connects to when the guest connects to vsock PORT (repeatable)")
 	flag.Var(&env, "env", "K=V for the workload (repeatable)")
 	flag.Parse()
 	workloadV = flag.Args()
@@ -260,6 +267,9 @@ func main() {
 	for i, port := range vsock.ports {
 		check("krun_add_vsock_port2", C.call_u_u_s_b(addVsockPort2, ctx, C.uint32_t(port), C.CString(vsock.paths[i]), C.bool(true)))
 	}
+	for i, port := range connect.ports {
+		check("krun_add_vsock_port2", C.call_u_u_s_b(addVsockPort2, ctx, C.uint32_t(port), C.CString(connect.paths[i]), C.bool(false)))
+	}
 	if *console != "" {
 		check("krun_set_console_output", C.call_u_s(setConsole, ctx, C.CString(*console)))
 	}
@@ -273,6 +283,8 @@ func main() {
 	}
 	// Never returns on success. The C strings above are never freed: libkrun
 	// may keep pointers to them, and the process ends inside libkrun.
+	// The shim times its start phases from this line (runtime/vmm Timing).
+	fmt.Fprintf(os.Stderr, "boxlite-vmm: krun_start_enter at %d\n", time.Now().UnixNano())
 	check("krun_start_enter", C.call_u(startEnter, ctx))
 	fail(5, "krun_start_enter: returned without starting the VM")
 }

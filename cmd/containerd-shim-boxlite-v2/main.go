@@ -3,8 +3,8 @@
 // runtime names io.boxlite.v2 and io.containerd.boxlite.v2.
 //
 // Besides containerd's protocol (start, delete, -info, -v) it answers a few
-// operator commands: `kernels` lists the kernel variants it can boot and
-// `check` is a node preflight.
+// operator commands: `kernels` lists the kernel variants it can boot and how
+// each guest kernel is hardened, and `check` is a node preflight.
 package main
 
 import (
@@ -14,6 +14,7 @@ import (
 	goruntime "runtime"
 
 	"github.com/containerd/containerd/v2/pkg/shim"
+	"golang.org/x/sys/unix"
 
 	"github.com/boxlite/boxlite-shim/kernel"
 	"github.com/boxlite/boxlite-shim/runtime/manager"
@@ -31,6 +32,12 @@ func main() {
 			os.Exit(operatorCommand(os.Args[1], os.Args[2:]))
 		}
 	}
+	// containerd's pkg/shim serves the shim's socket from the inherited fd 3
+	// without ever closing it, and it is not close-on-exec: every VMM the
+	// daemon starts would inherit the listening socket, and a VMM that
+	// outlives a crashed shim would keep it answering, so that containerd
+	// sends new containers to a dead shim. Close-on-exec it, first thing.
+	unix.CloseOnExec(3)
 	task.Register()
 	// The shim stays a child subreaper (orphans of our VMMs come back to
 	// us), but containerd's global wait4(-1) reaper is off: package reaper

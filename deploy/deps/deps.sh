@@ -478,7 +478,7 @@ do_lean() {
 
 # --- step: net (trixie linux source + our kconfig, bundled by our bundler) ------------
 
-FRAGMENTS=("$KCONF_DIR/libkrun-guest.config" "$KCONF_DIR/net-overlay.config")
+FRAGMENTS=("$KCONF_DIR/libkrun-guest.config" "$KCONF_DIR/lean-parity.config" "$KCONF_DIR/net-overlay.config")
 
 # net_inputs_hash: what the net kernel is made from (kconfig, bundler, ABI version).
 net_inputs_hash() {
@@ -610,7 +610,7 @@ do_net() {
 	local obj=$DEPS/build/net-$ver
 	local kmake=(make -C "$tree" O="$obj" ARCH=x86_64)
 	mkdir -p "$obj"
-	log "net: configuring (allnoconfig + libkrun-guest.config + net-overlay.config)"
+	log "net: configuring (allnoconfig$(printf ' + %s' "${FRAGMENTS[@]##*/}"))"
 	(cd "$tree" && ARCH=x86_64 scripts/kconfig/merge_config.sh -n -O "$obj" "${FRAGMENTS[@]}") \
 		>"$DEPS/logs/net-config.log" 2>&1 || {
 		tail -n 30 "$DEPS/logs/net-config.log" >&2
@@ -666,7 +666,7 @@ do_qemu-proof() {
 	ensure_pkgs qemu-system-x86 cpio gzip
 	local d=$DEPS/kernels/net work
 	work=$(mktemp -d "$DEPS/build/qemu-proof.XXXXXX")
-	mkdir -p "$work/root/bin" "$work/root/proc" "$work/root/sys" "$work/root/dev"
+	mkdir -p "$work/root/bin" "$work/root/proc" "$work/root/sys" "$work/root/dev" "$work/root/mnt"
 	cp "$DEPS/busybox/busybox" "$work/root/bin/busybox"
 	cat >"$work/root/init" <<'EOF'
 #!/bin/busybox sh
@@ -678,6 +678,19 @@ if [ -e /proc/net/ip_tables_names ]; then ipt=present; else ipt=absent; fi
 tables=$(tr '\n' ',' </proc/net/ip_tables_names 2>/dev/null)
 cfg=$(zcat /proc/config.gz 2>/dev/null | grep -E '^CONFIG_(IP_NF_IPTABLES|NF_TABLES|BRIDGE|NET_NS|VETH)=' | tr '\n' ' ')
 echo "BOXLITE-QEMU-PROOF ip_tables=$ipt tables=[${tables}] config: ${cfg}"
+# Some of what lean-parity.config adds, used from inside the guest.
+feat=""
+mount -t cgroup2 cgroup2 /sys/fs/cgroup && feat="$feat cgroup2"
+mkdir -p /mnt/hugetlbfs && mount -t hugetlbfs hugetlbfs /mnt/hugetlbfs && feat="$feat hugetlbfs"
+mount -t securityfs securityfs /sys/kernel/security && feat="$feat securityfs"
+mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc && feat="$feat binfmt_misc"
+[ -e /proc/$$/task/$$/children ] && feat="$feat proc-children"
+[ -e /sys/kernel/mm/transparent_hugepage/enabled ] && feat="$feat thp"
+ip link add bxdummy0 type dummy && feat="$feat dummy"
+echo "BOXLITE-QEMU-PROOF features=[$feat ] cgroup-controllers=[$(cat /sys/fs/cgroup/cgroup.controllers) ]"
+for f in /sys/devices/system/cpu/vulnerabilities/*; do
+	echo "BOXLITE-QEMU-PROOF vulnerability ${f##*/}: $(cat "$f")"
+done
 echo "BOXLITE-QEMU-PROOF done"
 reboot -f
 EOF
@@ -700,6 +713,11 @@ EOF
 	grep -q "BOXLITE-QEMU-PROOF uname-r=$rel\$" "$d/qemu-proof.log" || fail+=("no marker with uname -r = $rel")
 	grep -q "BOXLITE-QEMU-PROOF ip_tables=present" "$d/qemu-proof.log" || fail+=("/proc/net/ip_tables_names missing")
 	grep -q "CONFIG_IP_NF_IPTABLES=y" "$d/qemu-proof.log" || fail+=("/proc/config.gz lacks CONFIG_IP_NF_IPTABLES=y")
+	local f
+	for f in cgroup2 hugetlbfs securityfs binfmt_misc proc-children thp dummy; do
+		grep -q "BOXLITE-QEMU-PROOF features=\[.* $f " "$d/qemu-proof.log" || fail+=("$f does not work in the guest")
+	done
+	grep -q "BOXLITE-QEMU-PROOF .*cgroup-controllers=\[.*hugetlb" "$d/qemu-proof.log" || fail+=("no hugetlb cgroup controller")
 	grep -q "BOXLITE-QEMU-PROOF done" "$d/qemu-proof.log" || fail+=("/init did not finish")
 	if [ "${#fail[@]}" -gt 0 ]; then
 		tail -n 30 "$d/qemu-proof.log" >&2

@@ -192,6 +192,12 @@ func TestInstallerDaemonSet(t *testing.T) {
 	if get(t, ctr, "securityContext", "privileged") != true {
 		t.Error("the installer container must be privileged")
 	}
+	// A privileged, hostPID container runs whatever image the tag points at:
+	// the tag is pinned (never latest, never absent), or a digest. It was
+	// :latest before (this test failed there).
+	if img, _ := get(t, ctr, "image").(string); !pinnedImage(img) {
+		t.Errorf("the installer's image %q is not pinned (a version tag or @sha256 digest, not latest)", img)
+	}
 	var hostVol string
 	for _, v := range get(t, pod, "volumes").([]any) {
 		if p, err := path(v, "hostPath", "path"); err == nil && p == "/" {
@@ -290,4 +296,15 @@ k: v
 			t.Errorf("%q parsed without error", bad)
 		}
 	}
+}
+
+// pinnedImage reports whether an image reference names a digest, or a tag
+// other than latest.
+func pinnedImage(ref string) bool {
+	if strings.Contains(ref, "@sha256:") {
+		return true
+	}
+	name := ref[strings.LastIndex(ref, "/")+1:]
+	_, tag, ok := strings.Cut(name, ":")
+	return ok && tag != "" && tag != "latest"
 }

@@ -38,6 +38,9 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
+	// The agents these tests run must not show up in an end-to-end suite's
+	// host-wide leftover checks: hold the suites' lock too.
+	defer ctrd.LockSuites()()
 	if os.Geteuid() != 0 {
 		skipReason = "the agent tests need root (namespaces, mounts, cgroups)"
 		return m.Run()

@@ -20,15 +20,18 @@ type Flags struct {
 	// Network is the JSON file describing the guest's network interface
 	// (-network; runtime/podnet), "" for none.
 	Network string
+	// ReadyPort is the host's vsock port to announce readiness on once
+	// serving (-ready-port; 0: none).
+	ReadyPort uint
 }
 
 // flagNames are the agent's own flags; every one takes a value.
-var flagNames = []string{"vsock-port", "cgroup-root", "init", "network"}
+var flagNames = []string{"vsock-port", "cgroup-root", "init", "network", "ready-port"}
 
 // ParseFlags parses the agent's arguments (os.Args[1:]).
 //
 // The agent owns exactly the flags of Flags (-vsock-port, -cgroup-root,
-// -init, -network, each with a value, as -name value or -name=value). Any
+// -init, -network, -ready-port, each with a value, as -name value or -name=value). Any
 // other word that does not start with "-" is not the agent's and is
 // skipped, wherever it is, and returned in ignored: under libkrun the agent
 // is the workload of libkrun's init, which hands it init's own argv, that is
@@ -44,6 +47,7 @@ func ParseFlags(args []string) (f Flags, ignored []string, err error) {
 	fs.StringVar(&f.CgroupRoot, "cgroup-root", "/sys/fs/cgroup/boxlite", "cgroup v2 directory under which each container gets its leaf")
 	fs.StringVar(&f.Init, "init", "auto", "act as the guest's init: auto, yes, no")
 	fs.StringVar(&f.Network, "network", "", "JSON file describing the guest's network interface (runtime/podnet)")
+	fs.UintVar(&f.ReadyPort, "ready-port", 0, "vsock port of the host to announce readiness on once serving (0: none)")
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {

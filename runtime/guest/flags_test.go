@@ -22,8 +22,8 @@ func TestParseFlags(t *testing.T) {
 		err     string
 	}{
 		{name: "none", want: def},
-		{name: "own flags", args: []string{"-vsock-port", "2000", "-cgroup-root=/sys/fs/cgroup/x", "--init", "no", "-network", "/n.json"},
-			want: Flags{VsockPort: 2000, CgroupRoot: "/sys/fs/cgroup/x", Init: "no", Network: "/n.json"}},
+		{name: "own flags", args: []string{"-vsock-port", "2000", "-cgroup-root=/sys/fs/cgroup/x", "--init", "no", "-network", "/n.json", "-ready-port", "1025"},
+			want: Flags{VsockPort: 2000, CgroupRoot: "/sys/fs/cgroup/x", Init: "no", Network: "/n.json", ReadyPort: 1025}},
 		{name: "tsi_hijack first", args: []string{"tsi_hijack", "-vsock-port", "1025"},
 			want: Flags{VsockPort: 1025, CgroupRoot: def.CgroupRoot, Init: "auto"}, ignored: []string{"tsi_hijack"}},
 		{name: "words between and after", args: []string{"tsi_hijack", "tsi_hijack_unix", "-vsock-port", "1025", "stray", "-init", "yes", "last"},
@@ -38,7 +38,7 @@ func TestParseFlags(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			got, ignored, err := ParseFlags(tc.args)
 			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), "-vsock-port, -cgroup-root, -init, -network") {
+				if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), "-vsock-port, -cgroup-root, -init, -network, -ready-port") {
 					t.Fatalf("ParseFlags: %v, want an error with %q naming the agent's flags", err, tc.err)
 				}
 				return

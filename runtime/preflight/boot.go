@@ -80,7 +80,11 @@ func bootProbe(cfg *config.Config) (_ *agentInfo, took time.Duration, retErr err
 	ctx, cancel := context.WithTimeout(context.Background(), bootProbeTimeout)
 	defer cancel()
 	start := time.Now()
-	sb, err := sandbox.Prepare(ctx, sandbox.Options{Namespace: "check", ID: "boot-probe", Config: &probeCfg, Reaper: r})
+	req, err := probeCfg.Request(nil) // the default kernel and size
+	if err != nil {
+		return nil, 0, err
+	}
+	sb, err := sandbox.Prepare(ctx, sandbox.Options{Namespace: "check", ID: "boot-probe", Config: &probeCfg, Request: req, Reaper: r})
 	if err != nil {
 		return nil, 0, err
 	}

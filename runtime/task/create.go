@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
@@ -55,6 +56,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if r.Checkpoint != "" {
 		return nil, createError(fmt.Errorf("restoring from a checkpoint: %w", errdefs.ErrNotImplemented))
 	}
+	t0 := time.Now()
 	spec, err := readSpec(r.Bundle)
 	if err != nil {
 		return nil, createError(err)
@@ -68,12 +70,12 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if exists {
 		return nil, createError(fmt.Errorf("task %s: %w", r.ID, errdefs.ErrAlreadyExists))
 	}
-	ctype := spec.Annotations[sandbox.AnnotationContainerType]
+	ctype := spec.Annotations[config.AnnotationContainerType]
 	if sb != nil || n > 0 {
 		return s.join(ctx, r, spec, sb)
 	}
-	if ctype == sandbox.ContainerTypeContainer {
-		return nil, createError(fmt.Errorf("container %s of pod %s: the pod's sandbox does not run in this shim (create the pod's sandbox first): %w", r.ID, spec.Annotations[sandbox.AnnotationSandboxID], errdefs.ErrFailedPrecondition))
+	if ctype == config.ContainerTypeContainer {
+		return nil, createError(fmt.Errorf("container %s of pod %s: the pod's sandbox does not run in this shim (create the pod's sandbox first): %w", r.ID, spec.Annotations[config.AnnotationSandboxID], errdefs.ErrFailedPrecondition))
 	}
 
 	ns, err := namespaces.NamespaceRequired(ctx)
@@ -84,6 +86,12 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, createError(fmt.Errorf("configuration: %w", err))
 	}
+	req, err := cfg.Request(spec.Annotations)
+	if err != nil {
+		return nil, createError(fmt.Errorf("sandbox %s: %w", r.ID, err))
+	}
+	tPrepare := time.Now()
+	sandbox.Span(ctx, r.ID, "spec", t0, tPrepare) // the bundle's spec, the configuration, the request
 	netns, err := sandboxNetNS(r.ID, spec)
 	if err != nil {
 		return nil, createError(err)
@@ -92,7 +100,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		return nil, createError(err)
 	}
 	sb, err = sandbox.Prepare(ctx, sandbox.Options{
-		Namespace: ns, ID: r.ID, Config: cfg, Annotations: spec.Annotations, Bundle: r.Bundle, Reaper: s.reaper, NetNS: netns,
+		Namespace: ns, ID: r.ID, Config: cfg, Request: req, Bundle: r.Bundle, Reaper: s.reaper, NetNS: netns,
 		CgroupsPath: podCgroupsPath(spec, ctype), OOMScoreAdj: oomScoreAdj(spec),
 	})
 	if err != nil {
@@ -108,10 +116,14 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err := guestSpec(r.ID, spec, 0); err != nil {
 		return nil, createError(err)
 	}
+	tBoot := time.Now()
+	sandbox.Span(ctx, r.ID, "prepare", tPrepare, tBoot) // kernel chosen and verified, directories, agent
 	// The VM first: the container's mounts go into the VMM's namespace.
 	if err := sb.Boot(ctx); err != nil {
 		return nil, createError(err)
 	}
+	tCreate := time.Now()
+	sandbox.Span(ctx, r.ID, "boot", tBoot, tCreate)
 	paths, pipes, rootfs, err := containerFiles(ctx, r, spec, sb)
 	if err != nil {
 		return nil, createError(err)
@@ -122,6 +134,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		return nil, createError(fmt.Errorf("task %s: creating the container in the guest: %w", r.ID, err))
 	}
 	c := newContainer(ctx, r, paths, pipes, att, res)
+	sandbox.Span(ctx, r.ID, "create", tCreate, time.Now()) // mounts and the container in the guest
 
 	evCtx, cancel := context.WithCancel(s.ctx)
 	evs := newAgentEvents()
@@ -129,7 +142,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	s.sb, s.sbEvents, s.sbCancel, s.sbCfg = sb, evs, cancel, cfg
 	s.containers[r.ID] = c
 	s.mu.Unlock()
-	go evs.follow(evCtx, sb.Agent(), s.queue)
+	go evs.follow(evCtx, sb.Agent(), s.queue, s.holds)
 	go s.watchSandbox(sb)
 
 	s.sendCreate(r, res.Pid)
@@ -152,18 +165,15 @@ func (s *service) join(ctx context.Context, r *taskAPI.CreateTaskRequest, spec *
 	if sb == nil {
 		return nil, createError(fmt.Errorf("task %s: this shim's sandbox has ended: %w", r.ID, errdefs.ErrFailedPrecondition))
 	}
-	if ann[sandbox.AnnotationContainerType] != sandbox.ContainerTypeContainer || ann[sandbox.AnnotationSandboxID] != sb.ID {
+	if ann[config.AnnotationContainerType] != config.ContainerTypeContainer || ann[config.AnnotationSandboxID] != sb.ID {
 		return nil, createError(fmt.Errorf("task %s: this shim already runs sandbox %s; only containers of that pod (annotations %s=%s, %s=%s) can join it: %w",
-			r.ID, sb.ID, sandbox.AnnotationContainerType, sandbox.ContainerTypeContainer, sandbox.AnnotationSandboxID, sb.ID, errdefs.ErrFailedPrecondition))
+			r.ID, sb.ID, config.AnnotationContainerType, config.ContainerTypeContainer, config.AnnotationSandboxID, sb.ID, errdefs.ErrFailedPrecondition))
 	}
 	s.mu.Lock()
 	cfg := s.sbCfg
 	sbc := s.containers[sb.ID]
 	s.mu.Unlock()
-	if err := cfg.CheckAnnotations(ann); err != nil {
-		return nil, createError(fmt.Errorf("container %s: %w", r.ID, err))
-	}
-	if err := sameAsSandbox(r.ID, ann, sb); err != nil {
+	if err := sb.Request().Admit(cfg, r.ID, sb.ID, ann); err != nil {
 		return nil, createError(err)
 	}
 	var sandboxPid uint32
@@ -237,24 +247,6 @@ func newContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, paths stdio
 		log.G(ctx).WithField("id", r.ID).Warn(w)
 	}
 	return &container{id: r.ID, bundle: r.Bundle, init: newInit(r.ID, paths, pipes, att, res.Pid), execs: map[string]*process{}}
-}
-
-// sameAsSandbox refuses a joining container's io.boxlite.* annotations that
-// ask for a VM other than the one running: only the sandbox's annotations
-// choose the kernel and the VM's size.
-func sameAsSandbox(id string, ann map[string]string, sb *sandbox.Sandbox) error {
-	if v, ok := ann[config.AnnotationKernel]; ok && v != string(sb.Kernel.Name) {
-		return fmt.Errorf("container %s asks for kernel %q (annotation %s), but its pod %s runs the %q kernel: only the pod sandbox's annotations choose the kernel; set %s on the pod, or remove it from the container: %w",
-			id, v, config.AnnotationKernel, sb.ID, sb.Kernel.Name, config.AnnotationKernel, errdefs.ErrInvalidArgument)
-	}
-	res := sb.Resources()
-	for key, have := range map[string]int{config.AnnotationCPUs: res.CPUs, config.AnnotationMemory: res.MemoryMiB} {
-		if v, ok := ann[key]; ok && v != strconv.Itoa(have) {
-			return fmt.Errorf("container %s asks for %s=%s, but its pod %s's VM has %d: only the pod sandbox's annotations size the VM: %w",
-				id, key, v, sb.ID, have, errdefs.ErrInvalidArgument)
-		}
-	}
-	return nil
 }
 
 // sandboxNetNS is the network namespace a new sandbox's VMM runs in: the
@@ -332,7 +324,7 @@ func oomScoreAdj(spec *specs.Spec) *int {
 // podCgroupsPath is the host cgroup of a pod sandbox's VMM: the sandbox
 // container's cgroupsPath, where runc would put the pause process.
 func podCgroupsPath(spec *specs.Spec, ctype string) string {
-	if ctype != sandbox.ContainerTypeSandbox || spec.Linux == nil {
+	if ctype != config.ContainerTypeSandbox || spec.Linux == nil {
 		return ""
 	}
 	return spec.Linux.CgroupsPath

@@ -93,8 +93,11 @@ func newAgentEvents() *agentEvents {
 	return e
 }
 
-// follow long-polls the agent until ctx ends or the agent is gone.
-func (e *agentEvents) follow(ctx context.Context, c *agent.Client, q *queue) {
+// follow long-polls the agent until ctx ends or the agent is gone. known
+// tells the containers the shim holds: the agent is the guest's, so an event
+// it reports for another ID is dropped (a compromised guest must not make
+// containerd believe things of tasks that are not in this sandbox).
+func (e *agentEvents) follow(ctx context.Context, c *agent.Client, q *queue, known func(id string) bool) {
 	defer func() {
 		e.mu.Lock()
 		e.done = true
@@ -110,8 +113,10 @@ func (e *agentEvents) follow(ctx context.Context, c *agent.Client, q *queue) {
 			}
 			return
 		}
-		if ev.Type == api.Event_OOM {
-			q.send(&eventstypes.TaskOOM{ContainerID: ev.ContainerId})
+		if te := taskEvent(ev, known); te != nil {
+			q.send(te)
+		} else if ev.Type == api.Event_OOM {
+			log.G(ctx).WithField("id", ev.ContainerId).Warn("dropping an OOM event the guest agent reported for a container this sandbox does not hold")
 		}
 		after = ev.Seq
 		e.mu.Lock()
@@ -119,6 +124,15 @@ func (e *agentEvents) follow(ctx context.Context, c *agent.Client, q *queue) {
 		e.cond.Broadcast()
 		e.mu.Unlock()
 	}
+}
+
+// taskEvent is the containerd event for an agent event, or nil: the agent
+// reports OOM kills, and only those of containers the shim holds count.
+func taskEvent(ev *api.Event, known func(id string) bool) any {
+	if ev.Type == api.Event_OOM && known(ev.ContainerId) {
+		return &eventstypes.TaskOOM{ContainerID: ev.ContainerId}
+	}
+	return nil
 }
 
 // waitSeen returns once the events up to seq have been queued (or the agent

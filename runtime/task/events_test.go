@@ -3,12 +3,15 @@ package task
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
 	"github.com/containerd/containerd/v2/core/events"
+
+	"github.com/boxlite/boxlite-shim/runtime/agent/api"
 )
 
 // recorder is a shim.Publisher that keeps what it is given.
@@ -97,4 +100,24 @@ func TestAgentEventsWaitSeen(t *testing.T) {
 	e.cond.Broadcast()
 	e.mu.Unlock()
 	<-done
+}
+
+// TestTaskEventDropsUnknownContainers: an OOM event the agent reports for a
+// container the shim does not hold is dropped; before, every agent event
+// became a TaskOOM (this test failed there).
+func TestTaskEventDropsUnknownContainers(t *testing.T) {
+	known := func(id string) bool { return id == "c1" }
+	for _, tc := range []struct {
+		ev   *api.Event
+		want any
+	}{
+		{&api.Event{Type: api.Event_OOM, ContainerId: "c1"}, &eventstypes.TaskOOM{ContainerID: "c1"}},
+		{&api.Event{Type: api.Event_OOM, ContainerId: "other-pods-container"}, nil},
+		{&api.Event{Type: api.Event_OOM, ContainerId: ""}, nil},
+	} {
+		got := taskEvent(tc.ev, known)
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("taskEvent(%v) = %v, want %v", tc.ev, got, tc.want)
+		}
+	}
 }

@@ -57,6 +57,7 @@ func (s *service) unstarted() []*process {
 
 // Start starts a created init or exec process.
 func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.StartResponse, error) {
+	t0 := time.Now()
 	c, p, err := s.process(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
@@ -116,7 +117,11 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 	s.mu.Lock()
 	sb := s.sb
 	s.mu.Unlock()
-	go s.waitExit(c, p, ac, sb)
+	started := time.Now()
+	if r.ExecID == "" {
+		sandbox.Span(ctx, r.ID, "start", t0, started)
+	}
+	go s.waitExit(c, p, ac, sb, started)
 	return &taskAPI.StartResponse{Pid: uint32(pid)}, nil
 }
 
@@ -146,7 +151,7 @@ func (s *service) exited(p *process, status uint32, at time.Time) {
 
 // waitExit waits for a started process to exit, drains its output, and
 // queues TaskExit. For init, the container's exec processes' exits go first.
-func (s *service) waitExit(c *container, p *process, ac *agent.Client, sb *sandbox.Sandbox) {
+func (s *service) waitExit(c *container, p *process, ac *agent.Client, sb *sandbox.Sandbox, started time.Time) {
 	ctx := s.ctx
 	st, err := ac.Wait(ctx, p.containerID, p.execID)
 	status, exitedAt := st.Status, st.ExitedAt
@@ -183,12 +188,19 @@ func (s *service) waitExit(c *container, p *process, ac *agent.Client, sb *sandb
 			}
 		}
 	}
+	if p.execID == "" {
+		sandbox.Span(ctx, p.containerID, "run", started, time.Now()) // the workload, until its exit is reported
+	}
 	s.exited(p, status, exitedAt)
 }
 
 // Delete removes an exited (or never started) process. Deleting the init
 // removes the container; the sandbox's own container's also stops the VM.
 func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAPI.DeleteResponse, error) {
+	if r.ExecID == "" {
+		t0 := time.Now()
+		defer func() { sandbox.Span(ctx, r.ID, "delete", t0, time.Now()) }()
+	}
 	c, p, err := s.process(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err

@@ -13,7 +13,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/boxlite/boxlite-shim/runtime/sandbox"
+	"github.com/boxlite/boxlite-shim/config"
 	"github.com/boxlite/boxlite-shim/test/netnstest"
 )
 
@@ -100,7 +100,7 @@ func TestGuestSpec(t *testing.T) {
 func TestJoinRefusedWithoutSandbox(t *testing.T) {
 	s, _ := newTestService(t)
 	dir := t.TempDir()
-	spec := `{"ociVersion":"1.2.0","process":{"args":["true"]},"annotations":{"` + sandbox.AnnotationContainerType + `":"container","` + sandbox.AnnotationSandboxID + `":"pod1"}}`
+	spec := `{"ociVersion":"1.2.0","process":{"args":["true"]},"annotations":{"` + config.AnnotationContainerType + `":"container","` + config.AnnotationSandboxID + `":"pod1"}}`
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(spec), 0o600); err != nil {
 		t.Fatal(err)
 	}

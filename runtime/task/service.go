@@ -95,6 +95,13 @@ func (s *service) RegisterTTRPC(server *ttrpc.Server) error {
 
 func (s *service) send(e any) { s.queue.send(e) }
 
+// holds reports whether the shim holds container id.
+func (s *service) holds(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.containers[id] != nil
+}
+
 func (s *service) container(id string) (*container, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/boxlite/boxlite-shim/kernel"
 	"github.com/boxlite/boxlite-shim/reaper"
+	"github.com/boxlite/boxlite-shim/test/ctrd"
 )
 
 // What TestMain built and found. The tests skip with skipReason when a
@@ -53,6 +54,9 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
+	// VMMs of this package must not show up in an end-to-end suite's
+	// host-wide leftover checks: hold the suites' lock too.
+	defer ctrd.LockSuites()()
 	dir, err := os.MkdirTemp("", "vmmtest")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -232,7 +236,8 @@ func newEnv(t *testing.T) *env {
 		CPUs:         2,
 		MemoryMiB:    512,
 		AgentPort:    1024,
-		Workload:     []string{"/vmmworkload", "serve"},
+		ReadyPort:    1025,
+		Workload:     []string{"/vmmworkload", "serve", "1025"},
 		Env:          []string{"FOO=bar baz"},
 		Workdir:      "/work",
 		ReadyTimeout: 10 * time.Second,

@@ -125,7 +125,8 @@ func TestNoTSIWithoutThePatch(t *testing.T) {
 					}
 				}
 			}
-			want := []string{"krun_disable_implicit_vsock", "krun_add_vsock", "krun_add_vsock_port2"}
+			// The agent's port and the ready port, after the TSI calls.
+			want := []string{"krun_disable_implicit_vsock", "krun_add_vsock", "krun_add_vsock_port2", "krun_add_vsock_port2"}
 			if tc.tsi {
 				want = want[2:]
 			}
@@ -139,8 +140,8 @@ func TestNoTSIWithoutThePatch(t *testing.T) {
 			if se["tsi"] != tc.tsi {
 				t.Errorf("krun_start_enter: tsi=%v, want %v", se["tsi"], tc.tsi)
 			}
-			if got := fmt.Sprint(se["workload_argv"]); got != "[/vmmworkload serve]" {
-				t.Errorf("workload argv %s, want [/vmmworkload serve]", got)
+			if got, want := fmt.Sprint(se["workload_argv"]), fmt.Sprint(e.cfg.Workload); got != want {
+				t.Errorf("workload argv %s, want %s", got, want)
 			}
 		})
 	}
@@ -318,9 +319,11 @@ func TestGuestKernelLimits(t *testing.T) {
 		}
 		return out
 	}
+	// The workload's arguments: "serve", the ready port, then n-2 more
+	// (vmmworkload ignores them).
 	args := func(n int) []string {
-		out := []string{"/vmmworkload", "serve"}
-		for i := 1; i < n; i++ {
+		out := []string{"/vmmworkload", "serve", "1025"}
+		for i := 3; i <= n; i++ {
 			out = append(out, "x"+strconv.Itoa(i))
 		}
 		return out
@@ -332,11 +335,11 @@ func TestGuestKernelLimits(t *testing.T) {
 		want     string // "" = boots
 	}{
 		// HOME, TERM, KRUN_INIT, KRUN_WORKDIR + 29: 33 entries, the most.
-		{name: "29 variables", env: env(29), workload: args(1)},
-		{name: "30 variables", env: env(30), workload: args(1), want: "Too many boot env vars at `V29'"},
+		{name: "29 variables", env: env(29), workload: args(2)},
+		{name: "30 variables", env: env(30), workload: args(2), want: "Too many boot env vars at `V29'"},
 		{name: "32 arguments", env: env(1), workload: args(32)},
-		{name: "33 arguments", env: env(1), workload: args(33), want: "Too many boot init vars at `x32'"},
-		{name: "a variable named with a dot is dropped", env: append(env(29), "A.B=1"), workload: args(1)},
+		{name: "33 arguments", env: env(1), workload: args(33), want: "Too many boot init vars at `x33'"},
+		{name: "a variable named with a dot is dropped", env: append(env(29), "A.B=1"), workload: args(2)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
@@ -357,7 +360,7 @@ func TestGuestKernelLimits(t *testing.T) {
 				t.Fatal("Start succeeded")
 			}
 			t.Logf("error: %v", err)
-			for _, w := range []string{"exited before its agent socket was ready (exit status 0)", "CONFIG_INIT_ENV_ARG_LIMIT", tc.want, "before its console is up, and libkrun exits 0"} {
+			for _, w := range []string{"exited before the guest was ready (exit status 0)", "CONFIG_INIT_ENV_ARG_LIMIT", tc.want, "before its console is up, and libkrun exits 0"} {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error lacks %q", w)
 				}

@@ -756,9 +756,47 @@ static void guest_init(struct ctx *c, const int *fds, int n, int console, int ga
 
 static bool overridden(const char *kv)
 {
-	static const char *const keys[] = { "LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=", "BOXLITE_VSOCK_PORTS=", "BOXLITE_TEST_DOUBLE=", NULL };
+	static const char *const keys[] = { "LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=", "BOXLITE_VSOCK_PORTS=", "BOXLITE_TEST_DOUBLE=", "BOXLITE_VSOCK_CONNECTOR_FD=", NULL };
 	for (int i = 0; keys[i]; i++) if (strncmp(kv, keys[i], strlen(keys[i])) == 0) return true;
 	return false;
+}
+
+/* The VMM's side of guest-initiated vsock connections (see krun_start_enter). */
+struct connector_arg { struct ctx *c; int sock; };
+
+static void *connector(void *arg)
+{
+	struct connector_arg *a = arg;
+	for (;;) {
+		uint32_t port;
+		ssize_t r = recv(a->sock, &port, sizeof port, 0);
+		if (r < 0 && errno == EINTR) continue;
+		if (r != sizeof port) return NULL; /* the workload is gone */
+		const char *path = NULL;
+		for (int i = 0; i < a->c->nports; i++)
+			if (!a->c->ports[i].listen && a->c->ports[i].port == port) path = a->c->ports[i].path;
+		struct jl j; jl_begin(&j, "vsock_connect"); jl_uint(&j, "port", port); jl_str(&j, "filepath", path);
+		int fd = -1, pair[2];
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		if (path && strlen(path) < sizeof sa.sun_path) {
+			strcpy(sa.sun_path, path);
+			fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+			if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa)) { jl_str(&j, "error", strerror(errno)); close(fd); fd = -1; }
+		}
+		if (fd < 0 && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0) { close(pair[1]); fd = pair[0]; }
+		jl_bool(&j, "connected", path != NULL && fd >= 0);
+		jl_write(&j);
+		if (fd < 0) continue;
+		char b = 0;
+		struct iovec iov = { &b, 1 };
+		union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_level = SOL_SOCKET; cm->cmsg_type = SCM_RIGHTS; cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+		(void)!sendmsg(a->sock, &msg, 0);
+		close(fd);
+	}
 }
 
 /* ---- the kernel command line, and what the guest kernel makes of it ---- */
@@ -928,6 +966,20 @@ int32_t krun_start_enter(uint32_t id)
 		fds[n++] = fd;
 		snprintf(ports + strlen(ports), sizeof ports - strlen(ports), "%s%u", n > 1 ? "," : "", c->ports[i].port);
 	}
+	/* Ports the guest connects to (listen=false): as libkrun connects to the
+	 * port's host socket when the guest connects, the workload asks over a
+	 * connector socket (fd 3+LISTEN_FDS, named by BOXLITE_VSOCK_CONNECTOR_FD),
+	 * sending the port number; the VMM connects and hands the connected
+	 * socket back (one whose peer is gone if the host socket refuses, as the
+	 * guest then sees its connection reset). */
+	int cn[2] = { -1, -1 }, nlisten = n;
+	char connfd[48] = "";
+	for (int i = 0; i < c->nports && !ret && cn[0] < 0; i++) {
+		if (c->ports[i].listen) continue;
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, cn)) { ret = -errno; break; }
+		fds[n++] = cn[1];
+		snprintf(connfd, sizeof connfd, "BOXLITE_VSOCK_CONNECTOR_FD=%d", 3 + nlisten);
+	}
 	if (!ret && c->console && (console = open(c->console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0) ret = -errno;
 
 	/* argv = what the kernel gives init, with init.krun's KRUN_INIT as
@@ -936,10 +988,12 @@ int32_t krun_start_enter(uint32_t id)
 	size_t kargc = 0, kenvc = 0, envk = 0;
 	while (k.argv[kargc]) kargc++;
 	while (k.envp[kenvc]) kenvc++;
-	char **ev = xrealloc(NULL, (kenvc + 5) * sizeof(*ev));
+	char **ev = xrealloc(NULL, (kenvc + 6) * sizeof(*ev));
 	for (size_t i = 0; i < kenvc; i++) if (!overridden(k.envp[i])) ev[envk++] = (char *)k.envp[i];
-	snprintf(nfds, sizeof nfds, "LISTEN_FDS=%d", n);
-	ev[envk++] = nfds; ev[envk++] = "LISTEN_PID=0"; ev[envk++] = ports; ev[envk++] = "BOXLITE_TEST_DOUBLE=1"; ev[envk] = NULL;
+	snprintf(nfds, sizeof nfds, "LISTEN_FDS=%d", nlisten);
+	ev[envk++] = nfds; ev[envk++] = "LISTEN_PID=0"; ev[envk++] = ports; ev[envk++] = "BOXLITE_TEST_DOUBLE=1";
+	if (connfd[0]) ev[envk++] = connfd;
+	ev[envk] = NULL;
 	k.argv[0] = c->exec;
 
 	int nic[2] = { -1, -1 }, podtap = -1;
@@ -992,6 +1046,7 @@ int32_t krun_start_enter(uint32_t id)
 	if (ret) {
 		if (podtap >= 0) close(podtap);
 		if (nic[0] >= 0) close(nic[0]);
+		if (cn[0] >= 0) close(cn[0]);
 		fprintf(stderr, "libkrun-double: krun_start_enter: %s\n", strerror(-ret));
 		return jl_done(&j, ret);
 	}
@@ -999,6 +1054,13 @@ int32_t krun_start_enter(uint32_t id)
 	jl_int(&j, "init_pid", pid);
 	jl_done(&j, 0);
 	(void)!write(guest_sock, "g", 1); /* let the guest go */
+	if (cn[0] >= 0) {
+		static struct connector_arg ca;
+		pthread_t th;
+		ca.c = c; ca.sock = cn[0];
+		if (pthread_create(&th, NULL, connector, &ca) != 0)
+			fprintf(stderr, "libkrun-double: vsock connector thread: %s\n", strerror(errno));
+	}
 	if (podtap >= 0) {
 		/* The guest's eth0 comes back from the guest (nothing if it died). */
 		static int pair[2];

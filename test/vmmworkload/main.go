@@ -3,7 +3,8 @@
 // double, it serves the vsock bridge's listening socket that it inherits as fd
 // 3 (LISTEN_FDS, systemd style).
 //
-//	vmmworkload serve          serve fd 3 (the default)
+//	vmmworkload serve [PORT]   serve fd 3 (the default); with PORT, then say it
+//	                           serves on the host's vsock PORT (as the agent does)
 //	vmmworkload exit-now N     exit with status N at once
 //	vmmworkload close-and-wait close fd 3 and sleep: never becomes ready
 //
@@ -13,7 +14,8 @@
 //
 // then it answers commands, one per line: "env K" prints "K=<value>";
 // "links" prints its network interfaces as "name=mac ..." (sorted by
-// index); "exit N" makes the workload exit with status N.
+// index); "spam N" writes N bytes to its stdout (the console) and answers
+// "spammed"; "exit N" makes the workload exit with status N.
 package main
 
 import (
@@ -25,6 +27,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/boxlite/boxlite-shim/runtime/guest"
 )
 
 func main() {
@@ -58,6 +62,16 @@ func main() {
 		fmt.Fprintln(os.Stderr, "vmmworkload:", err)
 		os.Exit(2)
 	}
+	if len(os.Args) > 2 {
+		port, err := strconv.ParseUint(os.Args[2], 10, 32)
+		if err == nil {
+			err = guest.SignalReady(uint32(port))
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "vmmworkload: ready:", err)
+			os.Exit(2)
+		}
+	}
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -90,6 +104,14 @@ func serve(c net.Conn) {
 				out = append(out, "error="+err.Error())
 			}
 			fmt.Fprintln(c, strings.Join(out, " "))
+		case "spam":
+			// arg bytes of console output, then "spammed".
+			n, _ := strconv.Atoi(arg)
+			line := []byte(strings.Repeat("x", 1023) + "\n")
+			for ; n > 0; n -= len(line) {
+				os.Stdout.Write(line[:min(n, len(line))])
+			}
+			fmt.Fprintln(c, "spammed")
 		case "exit":
 			n, _ := strconv.Atoi(arg)
 			fmt.Printf("vmmworkload: exit %d\n", n)
