@@ -124,7 +124,9 @@ type Config struct {
 	// console.log.1, so at most twice this is kept. 0 = DefaultConsoleLogMax.
 	ConsoleLogMax int64
 	// Net is the guest's virtio-net device (libkrun's TAP backend); nil =
-	// none, and libkrun's TSI gives the guest the VMM's network instead.
+	// none, and libkrun's TSI gives the guest the VMM's network instead if
+	// the kernel has libkrunfw's TSI patch (else the guest has no network:
+	// see the package documentation).
 	Net *Net
 	// ReadyTimeout bounds the wait for the guest's readiness; 0 means 10s.
 	ReadyTimeout time.Duration
