@@ -47,8 +47,12 @@ func OurProcesses() []Process {
 		state := s[i+2 : i+3]
 		exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
 		for _, b := range OurBinaries {
-			// comm is cut at 15 bytes; exe is gone for zombies.
-			if filepath.Base(strings.TrimSuffix(exe, " (deleted)")) == b || strings.HasPrefix(b, comm) && len(comm) >= 11 {
+			// comm is cut at 15 bytes; exe is gone for zombies. A VMM's
+			// main thread is renamed by krun_start_enter ("libkrun VM":
+			// runtime/vmm gives it no HOSTNAME), so a zombie VMM has that
+			// comm.
+			if filepath.Base(strings.TrimSuffix(exe, " (deleted)")) == b || strings.HasPrefix(b, comm) && len(comm) >= 11 ||
+				b == "boxlite-vmm" && exe == "" && comm == "libkrun VM" {
 				out = append(out, Process{Pid: pid, Exe: exe, State: state})
 				break
 			}
