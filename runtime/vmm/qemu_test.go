@@ -1,0 +1,455 @@
+package vmm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/boxlite/boxlite-shim/kernel"
+	"github.com/boxlite/boxlite-shim/reaper"
+	"github.com/boxlite/boxlite-shim/runtime/agent"
+	"github.com/boxlite/boxlite-shim/runtime/share"
+)
+
+// These tests run the real VMM on the emulated engine (test/libkrun-qemu):
+// each kernel variant's bytes boot under QEMU's software emulation, as
+// libkrun boots them, with the real guest agent as the workload. A boot takes
+// a few seconds; the tests are few.
+
+var qe struct {
+	once    sync.Once
+	skip    string
+	err     error
+	engine  string // libkrun.so.1 of the engine
+	agent   string // boxlite-agent, static
+	busybox string // a static busybox, for a container's root filesystem
+	netBlob string // the real net kernel
+}
+
+const guestAgent = "/.boxlite/boxlite-agent"
+
+func needQEMU(t *testing.T) {
+	t.Helper()
+	need(t)
+	qe.once.Do(setupQEMU)
+	if qe.err != nil {
+		t.Fatalf("building the emulated engine: %v", qe.err)
+	}
+	if qe.skip != "" {
+		t.Skip(qe.skip)
+	}
+}
+
+func setupQEMU() {
+	deps := depsDir()
+	vsock := filepath.Join(deps, "qemu-engine", "vhost-device-vsock")
+	switch {
+	case lookPath("qemu-system-x86_64") == "":
+		qe.skip = "no qemu-system-x86_64: the emulated engine needs Debian's qemu-system-x86 (make deps installs it)"
+	case !executable("/usr/lib/qemu/virtiofsd"):
+		qe.skip = "no /usr/lib/qemu/virtiofsd: the emulated engine needs the C virtiofsd of Debian 12's qemu-system-common"
+	case !executable(vsock):
+		qe.skip = fmt.Sprintf("no vhost-device-vsock at %s: make deps (step qemu-engine) downloads it", vsock)
+	case !tb.netReal:
+		qe.skip = fmt.Sprintf("no net kernel at %s: make deps builds it", tb.netMissing)
+	}
+	if qe.skip != "" {
+		return
+	}
+	qe.netBlob = tb.net
+	qe.busybox = filepath.Join(deps, "busybox", "busybox")
+	if !regular(qe.busybox) {
+		qe.skip = fmt.Sprintf("no static busybox at %s: make deps provides it", qe.busybox)
+		return
+	}
+	dir := filepath.Join(tb.dir, "qemu-engine")
+	build := exec.Command("bash", "../../test/libkrun-qemu/build.sh", dir)
+	build.Env = append(os.Environ(), "CFLAGS=-Werror", "BOXLITE_DEPS="+deps)
+	if out, err := build.CombinedOutput(); err != nil {
+		qe.err = fmt.Errorf("build.sh: %v\n%s", err, out)
+		return
+	}
+	qe.engine = filepath.Join(dir, "libkrun.so.1")
+	qe.agent = filepath.Join(tb.dir, "bin", "boxlite-agent")
+	ab := exec.Command("go", "build", "-o", qe.agent, "github.com/boxlite/boxlite-shim/cmd/boxlite-agent")
+	ab.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := ab.CombinedOutput(); err != nil {
+		qe.err = fmt.Errorf("building boxlite-agent: %v\n%s", err, out)
+	}
+}
+
+func lookPath(name string) string { p, _ := exec.LookPath(name); return p }
+
+func executable(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+}
+
+// newQEMUEnv is a sandbox for the engine: the guest root holds the agent
+// where runtime/sandbox puts it, and the workload is the agent, as there.
+func newQEMUEnv(t *testing.T, variant kernel.Name) *env {
+	t.Helper()
+	needQEMU(t)
+	base, err := os.MkdirTemp("", "vmmq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	e := &env{base: base, root: filepath.Join(base, "root"), state: filepath.Join(base, "state")}
+	for _, d := range []string{"proc", "sys", "dev", "tmp", "etc", ".boxlite"} {
+		if err := os.MkdirAll(filepath.Join(e.root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFile(t, qe.agent, filepath.Join(e.root, guestAgent), 0o755)
+	blob := tb.lean
+	if variant == kernel.Net {
+		blob = qe.netBlob
+	}
+	e.cfg = Config{
+		ID:           "sbq-" + strings.ReplaceAll(t.Name(), "/", "-"),
+		JailDir:      base,
+		StateDir:     e.state,
+		RootDir:      e.root,
+		Kernel:       kernel.Source{Name: variant, Path: blob},
+		LibkrunPath:  qe.engine,
+		VMMBinary:    tb.vmm,
+		CPUs:         2,
+		MemoryMiB:    512,
+		AgentPort:    1024,
+		Workload:     []string{guestAgent, "-vsock-port", "1024"},
+		Env:          []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+		NewNetNS:     true,
+		ReadyTimeout: 90 * time.Second, // software emulation, on a shared machine
+	}
+	e.mounts = mountsUnder(base)
+	return e
+}
+
+func dialGuest(t *testing.T, v *VMM) *agent.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := agent.DialWith(ctx, v.AgentSocket(), v.DialAgent)
+	if err != nil {
+		t.Fatalf("connecting to the guest agent: %v%s", err, v.logTails())
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Each kernel variant boots, from the bytes of the staged libkrunfw.so.5,
+// into a guest where the real agent serves over vsock; the agent's end is
+// the VMM's end, and nothing is left behind.
+func TestQEMUBootsEachKernel(t *testing.T) {
+	needQEMU(t)
+	for _, tc := range []struct {
+		variant kernel.Name
+		release string
+		// The net kernel has no TSI patch: without a net device it would
+		// pass libkrun's "tsi_hijack" to init's argv, which the agent
+		// refuses as an argument it does not own. So it gets a virtio-net
+		// device (a TAP QEMU makes in the VMM's fresh network namespace),
+		// as pods do, and then libkrun adds no tsi_hijack.
+		net bool
+	}{
+		{kernel.Lean, "6.12.91", false},
+		{kernel.Net, "6.12.107-boxlite-net", true},
+	} {
+		t.Run(string(tc.variant), func(t *testing.T) {
+			e := newQEMUEnv(t, tc.variant)
+			if tc.net {
+				mac, _ := net.ParseMAC("02:42:ac:11:00:02")
+				e.cfg.Net = &Net{Tap: "tap0", MAC: mac}
+			}
+			start := time.Now()
+			v := e.start(t)
+			c := dialGuest(t, v)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			info, err := c.Info(ctx)
+			if err != nil {
+				t.Fatalf("Info: %v", err)
+			}
+			t.Logf("%s: VMM start -> agent ready (Info answered) in %s under TCG", tc.variant, time.Since(start).Round(time.Millisecond))
+			if info.Environment != "vm" || info.OnHost {
+				t.Errorf("environment %q on_host=%v, want a VM", info.Environment, info.OnHost)
+			}
+			if info.KernelRelease != tc.release {
+				t.Errorf("kernel release %q, want %q", info.KernelRelease, tc.release)
+			}
+			if !slices.Contains(info.CgroupControllers, "memory") {
+				t.Errorf("cgroup controllers %v lack memory", info.CgroupControllers)
+			}
+
+			// The variant is the staged library's: the VMM has it mapped,
+			// and the engine's QEMU, virtiofsd and vhost-device-vsock run
+			// in the VMM's process group.
+			maps, _ := os.ReadFile(fmt.Sprintf("/proc/%d/maps", v.Pid()))
+			if real, _ := filepath.EvalSymlinks(e.cfg.Kernel.Path); !strings.Contains(string(maps), real) {
+				t.Errorf("%s not mapped in the VMM", real)
+			}
+			procs := groupComms(v.Pid())
+			for _, want := range []string{"qemu-system-x86", "virtiofsd", "vhost-device-vs", "krun-launcher"} {
+				if !slices.Contains(procs, want) {
+					t.Errorf("no %s in the VMM's process group: %v", want, procs)
+				}
+			}
+			if tc.net {
+				if !strings.Contains(readCmdline(t, v), "virtio_mmio.device=") || strings.Contains(readCmdline(t, v), "tsi_hijack") {
+					t.Errorf("net device: kernel command line %q", readCmdline(t, v))
+				}
+			} else {
+				lateMount(t, v, c)
+			}
+
+			if err := c.Shutdown(ctx); err != nil {
+				t.Fatalf("Shutdown: %v", err)
+			}
+			if ex := waitDone(t, v); ex.Status != 0 || ex.Signaled {
+				t.Errorf("VMM exit %+v, want the agent's 0", ex)
+			}
+			calls := readCalls(t, filepath.Join(v.StateDir(), "krun-calls.jsonl"))
+			if end := find(t, calls, "workload_exit"); end["status"] != 0.0 || end["reported"] != true {
+				t.Errorf("workload_exit %v: want status 0 reported by init", end)
+			}
+			if _, err := os.Lstat(filepath.Join(e.root, "init.krun")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("init.krun left in the guest root (lstat: %v)", err)
+			}
+			if err := v.Stop(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			e.assertClean(t)
+		})
+	}
+}
+
+// lateMount: what the shim mounts under the guest root in the VMM's mount
+// namespace after the boot (a container's root filesystem) reaches the
+// guest through virtiofsd, which serves the root of that namespace.
+func lateMount(t *testing.T, v *VMM, c *agent.Client) {
+	t.Helper()
+	src := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(src, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, qe.busybox, filepath.Join(src, "bin", "busybox"), 0o755)
+	if err := os.WriteFile(filepath.Join(src, "marker"), []byte("mounted after the boot\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := share.Open(v.Pid(), "/root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	if err := ns.Bind(src, "late", share.BindOptions{}); err != nil {
+		t.Fatalf("binding a directory under the guest root: %v", err)
+	}
+	defer func() {
+		if err := ns.Remove("late"); err != nil {
+			t.Errorf("removing the late mount: %v", err)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	spec := &specs.Spec{
+		Version: specs.Version,
+		Root:    &specs.Root{Path: "rootfs"},
+		Process: &specs.Process{Args: []string{"/bin/busybox", "cat", "/marker"}, Env: []string{"PATH=/bin"}, Cwd: "/"},
+		Mounts:  []specs.Mount{{Destination: "/proc", Type: "proc", Source: "proc"}},
+		Linux:   &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.MountNamespace}}},
+	}
+	var out, errOut strings.Builder
+	var mu sync.Mutex
+	_, att, err := c.Create(ctx, "late", spec, "/late", agent.IO{Stdout: lockedWriter{&mu, &out}, Stderr: lockedWriter{&mu, &errOut}})
+	if err != nil {
+		t.Fatalf("creating a container on the late mount: %v", err)
+	}
+	defer c.Delete(ctx, "late", true)
+	if _, err := c.Start(ctx, "late"); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	st, err := c.Wait(ctx, "late", "")
+	if err != nil {
+		t.Fatalf("wait: %v", err)
+	}
+	att.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if st.Status != 0 || out.String() != "mounted after the boot\n" {
+		t.Errorf("the guest's view of a mount made after the boot: status %d, stdout %q, stderr %q", st.Status, out.String(), errOut.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *strings.Builder
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+// groupComms lists the command names in process group pgid.
+func groupComms(pgid int) []string {
+	var out []string
+	for _, pid := range reaper.GroupMembers(pgid) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err == nil {
+			out = append(out, strings.TrimSpace(string(b)))
+		}
+	}
+	return out
+}
+
+func readCmdline(t *testing.T, v *VMM) string {
+	t.Helper()
+	c, _ := find(t, readCalls(t, filepath.Join(v.StateDir(), "krun-calls.jsonl")), "krun_start_enter")["cmdline"].(string)
+	return c
+}
+
+// The engine's call log has the host double's calls, in the same order, with
+// (at least) the same fields and the same configuration.
+func TestQEMUCallLogMatchesTheDouble(t *testing.T) {
+	needQEMU(t)
+	run := func(e *env) []call {
+		v := e.start(t)
+		calls := readCalls(t, filepath.Join(v.StateDir(), "krun-calls.jsonl"))
+		if err := v.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		e.assertClean(t)
+		return calls
+	}
+	q := newQEMUEnv(t, kernel.Lean)
+	d := newEnv(t)
+	// The same configuration but the workload, which runs on the host
+	// under the double.
+	d.cfg.CPUs, d.cfg.MemoryMiB, d.cfg.Env, d.cfg.Workdir = q.cfg.CPUs, q.cfg.MemoryMiB, q.cfg.Env, "/tmp"
+	q.cfg.Workdir = "/tmp"
+	if err := os.MkdirAll(filepath.Join(d.root, "tmp"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dc, qc := run(d), run(q)
+	names := func(cs []call) (n []string) {
+		for _, c := range cs {
+			n = append(n, fmt.Sprint(c["call"]))
+		}
+		return n
+	}
+	if dn, qn := names(dc), names(qc); !slices.Equal(dn, qn) {
+		t.Fatalf("calls differ:\ndouble %v\nengine %v", dn, qn)
+	}
+	// The host path of the staged kernel (another state directory) and the
+	// workload differ; the double's workload pid is the engine's qemu_pid.
+	differ := map[string]bool{"path": true, "exec_path": true, "argv": true}
+	for i, dcall := range dc {
+		for k, dv := range dcall {
+			qv, ok := qc[i][k]
+			switch {
+			case k == "workload_pid":
+			case !ok:
+				t.Errorf("%s: the engine logs no %q (double: %v)", dcall["call"], k, dv)
+			case !differ[k] && fmt.Sprint(qv) != fmt.Sprint(dv):
+				t.Errorf("%s %s: engine %v, double %v", dcall["call"], k, qv, dv)
+			}
+		}
+	}
+	want := `reboot=k panic=-1 panic_print=0 nomodule console=hvc0 rootfstype=virtiofs rw quiet no-kvmapf init=/init.krun  ` +
+		`KRUN_INIT=/.boxlite/boxlite-agent KRUN_WORKDIR=/tmp   "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" ` +
+		`virtio_mmio.device=512@0xfeb00000:5 virtio_mmio.device=512@0xfeb00200:6 virtio_mmio.device=512@0xfeb00400:7 ` +
+		`virtio_mmio.device=512@0xfeb00800:9 virtio_mmio.device=512@0xfeb00a00:10 tsi_hijack reboot=t  -- "-vsock-port" "1024"`
+	if got := find(t, qc, "krun_start_enter")["cmdline"]; got != want {
+		t.Errorf("kernel command line\n got %q\nwant %q", got, want)
+	}
+}
+
+// Failures come out as they do with libkrun: a blob that is not a kernel
+// ends the VM (a reset, exit 0) before the agent is ready, a failing krun_*
+// call ends boxlite-vmm with 5, and a workload that cannot be executed is
+// init's 127, reported as the VMM's status.
+func TestQEMUStartFailures(t *testing.T) {
+	needQEMU(t)
+	notKernel := filepath.Join(tb.dir, "notkernel", KernelSOName)
+	if err := os.MkdirAll(filepath.Dir(notKernel), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(tb.dir, "notkernel.c")
+	if err := os.WriteFile(src, []byte(standinKrunfw), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cc", "-shared", "-fPIC", "-Wl,-soname,libkrunfw.so.5", "-o", notKernel, src).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	for _, tc := range []struct {
+		name  string
+		setup func(e *env)
+		want  []string
+		// raceStatus, when not 0: the agent socket exists before the
+		// workload has failed (the port is bound once init has started),
+		// and under emulation the guest's refusal of a probe connection
+		// may come after the readiness probe's 50ms: Start may succeed,
+		// and the VMM must then end with this status at once.
+		raceStatus int
+	}{
+		{
+			name:  "not a kernel",
+			setup: func(e *env) { e.cfg.Kernel.Path = notKernel; e.cfg.ReadyTimeout = 60 * time.Second },
+			want:  []string{"exited before its agent socket was ready", "exit status 0", "the guest ended before its init started", "guest console"},
+		},
+		{
+			name:  "a krun call fails",
+			setup: func(e *env) { e.cfg.extraEnv = []string{"KRUN_DOUBLE_FAIL=krun_set_vm_config"} },
+			want:  []string{"boxlite-vmm: krun_set_vm_config: Invalid argument", "exit status 5"},
+		},
+		{
+			name:  "workload not found",
+			setup:      func(e *env) { e.cfg.Workload = []string{"/nonexistent"} },
+			want:       []string{"exit status 127", "Couldn't execute '/nonexistent' inside the vm"},
+			raceStatus: 127,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newQEMUEnv(t, kernel.Lean)
+			tc.setup(e)
+			start := time.Now()
+			v, err := Start(context.Background(), e.cfg, reaper.Default())
+			if err == nil && tc.raceStatus != 0 {
+				if ex := waitDone(t, v); ex.Status != tc.raceStatus || ex.Signaled {
+					t.Errorf("Start succeeded and the VMM ended with %+v, want status %d", ex, tc.raceStatus)
+				}
+				if err := v.Stop(context.Background()); err != nil {
+					t.Error(err)
+				}
+				e.assertClean(t)
+				return
+			}
+			if err == nil {
+				v.Stop(context.Background())
+				t.Fatal("Start succeeded")
+			}
+			if d := time.Since(start); d >= e.cfg.ReadyTimeout {
+				t.Errorf("failed only after %s (the ready timeout)", d)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+			e.assertClean(t)
+		})
+	}
+}
