@@ -379,8 +379,9 @@ func TestQEMUCallLogMatchesTheDouble(t *testing.T) {
 
 // Failures come out as they do with libkrun: a blob that is not a kernel
 // ends the VM (a reset, exit 0) before the agent is ready, a failing krun_*
-// call ends boxlite-vmm with 5, and a workload that cannot be executed is
-// init's 127, reported as the VMM's status.
+// call ends boxlite-vmm with 5, a command line libkrun cannot build aborts
+// it, and a workload that cannot be executed is init's 127, reported as the
+// VMM's status.
 func TestQEMUStartFailures(t *testing.T) {
 	needQEMU(t)
 	notKernel := filepath.Join(tb.dir, "notkernel", KernelSOName)
@@ -404,6 +405,9 @@ func TestQEMUStartFailures(t *testing.T) {
 		// may come after the readiness probe's 50ms: Start may succeed,
 		// and the VMM must then end with this status at once.
 		raceStatus int
+		// log, when set, is in the "panic" of krun_start_enter's line in
+		// the call log (KRUN_DOUBLE_LOG, outside the state directory).
+		log string
 	}{
 		{
 			name:  "not a kernel",
@@ -416,7 +420,21 @@ func TestQEMUStartFailures(t *testing.T) {
 			want:  []string{"boxlite-vmm: krun_set_vm_config: Invalid argument", "exit status 5"},
 		},
 		{
-			name:  "workload not found",
+			// UTF-8 passes krun_set_exec, but libkrun's command line takes
+			// printable ASCII only, and it unwraps that insert: a panic
+			// out of krun_start_enter, which aborts (SIGABRT, which the Go
+			// runtime of boxlite-vmm turns into exit status 2 after a
+			// goroutine dump, so the reason is looked for in the call log).
+			name: "an environment value libkrun's command line refuses",
+			setup: func(e *env) {
+				e.cfg.Env = append(e.cfg.Env, "GREETING=grüß")
+				e.cfg.extraEnv = []string{"KRUN_DOUBLE_LOG=" + filepath.Join(e.base, "calls.jsonl")}
+			},
+			want: []string{"exit status 2"},
+			log:  "called `Result::unwrap()` on an `Err` value: InvalidAscii",
+		},
+		{
+			name:       "workload not found",
 			setup:      func(e *env) { e.cfg.Workload = []string{"/nonexistent"} },
 			want:       []string{"exit status 127", "Couldn't execute '/nonexistent' inside the vm"},
 			raceStatus: 127,
@@ -446,7 +464,12 @@ func TestQEMUStartFailures(t *testing.T) {
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error lacks %q:\n%v", w, err)
+					t.Errorf("error lacks %q:\n%.2000s", w, err)
+				}
+			}
+			if tc.log != "" {
+				if p, _ := find(t, readCalls(t, filepath.Join(e.base, "calls.jsonl")), "krun_start_enter")["panic"].(string); !strings.Contains(p, tc.log) {
+					t.Errorf("krun_start_enter's panic %q, want %q", p, tc.log)
 				}
 			}
 			e.assertClean(t)

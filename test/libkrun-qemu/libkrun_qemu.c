@@ -441,11 +441,16 @@ static void collapse(struct jl *out, char *const *v)
 }
 
 /* libkrun unwraps these inserts: a failure is a Rust panic out of an
- * extern "C" function, which aborts the process. */
+ * extern "C" function, which aborts the process (logged first, as
+ * krun_start_enter's line with "panic" and no "ret"). */
+static struct jl *start_line;
 static void must(const char *err, const char *where)
 {
 	if (!err) return;
-	warnx_("panicked at %s (as libkrun does): called `Result::unwrap()` on an `Err` value: %s", where, err);
+	char msg[256];
+	snprintf(msg, sizeof msg, "panicked at %s: called `Result::unwrap()` on an `Err` value: %s", where, err);
+	warnx_("%s (as libkrun does)", msg);
+	if (start_line) { jl_str(start_line, "panic", msg); jl_write(start_line); }
 	abort();
 }
 
@@ -1169,6 +1174,7 @@ int32_t krun_start_enter(uint32_t id)
 	}
 	static struct cmdline cl;
 	const char *why = NULL;
+	start_line = &j;
 	if (!build_cmdline(c, transports((uint32_t)c->nnics, (uint32_t)c->nports), &cl, &why)) {
 		warnx_("Building the microVM failed: kernel command line: %s", why);
 		return jl_done(&j, -EINVAL);
