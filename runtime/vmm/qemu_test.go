@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -474,5 +475,98 @@ func TestQEMUStartFailures(t *testing.T) {
 			}
 			e.assertClean(t)
 		})
+	}
+}
+
+// What boxlite-vmm does not ask for, driven directly (testdata/krundrive.c,
+// no jail): a guest's connection to a listen=false port reaches the host
+// process listening at the port's path, as libkrun connects there when the
+// guest connects; and a listen=true port whose path exists is refused with
+// -EEXIST at the call, the VM running without it.
+func TestQEMUGuestToHostPort(t *testing.T) {
+	needQEMU(t)
+	base, err := os.MkdirTemp("", "vmmq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	drive, hello := filepath.Join(base, "krundrive"), filepath.Join(base, "root", "vsockhello")
+	for _, d := range []string{"root", "state", "krunfw"} {
+		if err := os.Mkdir(filepath.Join(base, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, b := range [][]string{
+		{"-O2", "-Wall", "-Werror", "-o", drive, "testdata/krundrive.c", "-ldl"},
+		{"-O2", "-Wall", "-Werror", "-static", "-o", hello, "testdata/vsockhello.c"},
+	} {
+		if out, err := exec.Command("cc", b...).CombinedOutput(); err != nil {
+			t.Fatalf("cc %v: %v\n%s", b, err, out)
+		}
+	}
+	if err := os.Symlink(tb.lean, filepath.Join(base, "krunfw", KernelSOName)); err != nil {
+		t.Fatal(err)
+	}
+	exists := filepath.Join(base, "exists")
+	if err := os.WriteFile(exists, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hostSock := filepath.Join(base, "host.sock")
+	l, err := net.Listen("unix", hostSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got := make(chan string, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+		line := make([]byte, 5)
+		n, _ := c.Read(line)
+		got <- string(line[:n])
+		_, _ = c.Write([]byte("pong\n"))
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	console := filepath.Join(base, "state", "console.log")
+	cmd := exec.CommandContext(ctx, drive, qe.engine, filepath.Join(base, "root"), console,
+		"5000:"+hostSock+":0", "1024:"+exists+":1", "--", "/vsockhello", "5000")
+	cmd.Dir = filepath.Join(base, "state")
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LD_LIBRARY_PATH=" + filepath.Join(base, "krunfw")}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID, Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.CombinedOutput()
+	con, _ := os.ReadFile(console)
+	if err != nil {
+		t.Fatalf("krundrive: %v\n%s\nconsole:\n%s", err, out, con)
+	}
+	for _, want := range []string{"krun_add_vsock_port2 5000:" + hostSock + ":0 0\n", "krun_add_vsock_port2 1024:" + exists + ":1 -17\n"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("krundrive's output lacks %q:\n%s", want, out)
+		}
+	}
+	select {
+	case s := <-got:
+		if s != "ping\n" {
+			t.Errorf("the host listener got %q from the guest", s)
+		}
+	default:
+		t.Error("no guest connection reached the host listener")
+	}
+	if !strings.Contains(string(con), "vsockhello: got pong") {
+		t.Errorf("console:\n%s", con)
+	}
+	for _, p := range []string{filepath.Join(base, "state", "qemu"), filepath.Join(base, "root", "init.krun")} {
+		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left behind (lstat: %v)", p, err)
+		}
+	}
+	if kids := children(); len(kids) > 0 {
+		t.Errorf("child processes left: %v", kids)
 	}
 }
