@@ -720,7 +720,7 @@ static void *copy_dir(void *arg)
 		if (n <= 0) break;
 		ssize_t off = 0;
 		while (off < n) {
-			ssize_t w = write(p->to, buf + off, (size_t)(n - off));
+			ssize_t w = send(p->to, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
 			if (w < 0 && errno == EINTR) continue;
 			if (w <= 0) goto out;
 			off += w;
@@ -775,7 +775,7 @@ static void *host_conn(void *arg)
 	size_t n = 0;
 	if (u < 0 || connect(u, (struct sockaddr *)&sa, sizeof sa) < 0) goto fail;
 	int l = snprintf(line, sizeof line, "CONNECT %u\n", port);
-	if (write(u, line, (size_t)l) != l) goto fail;
+	if (send(u, line, (size_t)l, MSG_NOSIGNAL) != l) goto fail;
 	while (n < sizeof line - 1) { /* "OK <n>\n", byte by byte: what follows is the guest's */
 		ssize_t r = read(u, line + n, 1);
 		if (r < 0 && errno == EINTR) continue;
