@@ -481,8 +481,10 @@ func TestQEMUStartFailures(t *testing.T) {
 // What boxlite-vmm does not ask for, driven directly (testdata/krundrive.c,
 // no jail): a guest's connection to a listen=false port reaches the host
 // process listening at the port's path, as libkrun connects there when the
-// guest connects; and a listen=true port whose path exists is refused with
-// -EEXIST at the call, the VM running without it.
+// guest connects; a listen=true port whose path exists is refused with
+// -EEXIST at the call; one whose socket cannot be bound is only warned
+// about; and a bound one's socket file is left when the VM ends, as
+// libkrun never unlinks it.
 func TestQEMUGuestToHostPort(t *testing.T) {
 	needQEMU(t)
 	base, err := os.MkdirTemp("", "vmmq")
@@ -536,7 +538,8 @@ func TestQEMUGuestToHostPort(t *testing.T) {
 	defer cancel()
 	console := filepath.Join(base, "state", "console.log")
 	cmd := exec.CommandContext(ctx, drive, qe.engine, filepath.Join(base, "root"), console,
-		"5000:"+hostSock+":0", "1024:"+exists+":1", "--", "/vsockhello", "5000")
+		"5000:"+hostSock+":0", "1024:"+exists+":1", "1025:"+filepath.Join(base, "nodir", "x.sock")+":1",
+		"1026:"+filepath.Join(base, "kept.sock")+":1", "--", "/vsockhello", "5000")
 	cmd.Dir = filepath.Join(base, "state")
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LD_LIBRARY_PATH=" + filepath.Join(base, "krunfw")}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID, Pdeathsig: syscall.SIGKILL}
@@ -549,6 +552,12 @@ func TestQEMUGuestToHostPort(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("krundrive's output lacks %q:\n%s", want, out)
 		}
+	}
+	if want := "WARN: failed to create listening proxy at " + filepath.Join(base, "nodir", "x.sock"); !strings.Contains(string(out), want) {
+		t.Errorf("krundrive's output lacks %q:\n%s", want, out)
+	}
+	if fi, err := os.Lstat(filepath.Join(base, "kept.sock")); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		t.Errorf("the listening port's socket was not left behind: %v %v", fi, err)
 	}
 	select {
 	case s := <-got:

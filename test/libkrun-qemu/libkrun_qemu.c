@@ -30,10 +30,15 @@
  * included. The launcher then runs, beside this library (found with dladdr):
  *
  *   - virtiofsd (Debian 12's C virtiofsd, /usr/lib/qemu/virtiofsd) sharing
- *     the guest root as /proc/self/fd/3 (the root's descriptor), tag
- *     "/dev/root" as libkrun's root, -o sandbox=chroot: chroot() follows the
- *     descriptor into the VMM's mount namespace, where sandbox=namespace would
- *     bind-mount the source, which the kernel refuses across mount namespaces;
+ *     the guest root as /proc/self/fd/3/. (the root's descriptor), tag
+ *     "/dev/root" as libkrun's root (the kernel then needs no root=), with
+ *     -o sandbox=chroot: chroot() may enter a directory of another mount
+ *     namespace, and every lookup below it stays in that namespace, so
+ *     virtiofsd serves the VMM's view. sandbox=namespace cannot: it
+ *     bind-mounts the source in a mount namespace of its own, and the kernel
+ *     refuses a bind of another namespace's directory (EINVAL; virtiofsd 7.2
+ *     fails even earlier, ENOENT through the fresh /proc of its new PID
+ *     namespace); sandbox=none would leave ".." above the root open;
  *   - vhost-device-vsock (Debian sid's, beside this library or on PATH),
  *     guest CID 3 as libkrun's, with its hybrid-vsock Unix socket; a thread of
  *     the launcher bridges each listen=true port: it binds the port's socket
