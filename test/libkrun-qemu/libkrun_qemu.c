@@ -38,7 +38,8 @@
  *     bind-mounts the source in a mount namespace of its own, and the kernel
  *     refuses a bind of another namespace's directory (EINVAL; virtiofsd 7.2
  *     fails even earlier, ENOENT through the fresh /proc of its new PID
- *     namespace); sandbox=none would leave ".." above the root open;
+ *     namespace); sandbox=none would do, but leaves the server itself
+ *     unconfined (its process root stays the host's);
  *   - vhost-device-vsock (Debian sid's, beside this library or on PATH),
  *     guest CID 3 as libkrun's, with its hybrid-vsock Unix socket; a thread of
  *     the launcher bridges each listen=true port: it binds the port's socket
