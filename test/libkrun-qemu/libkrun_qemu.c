@@ -59,8 +59,9 @@
  *   - the guest's /init.krun (init/): libkrun serves its init as a virtual
  *     file of the root virtio-fs, which virtiofsd cannot, so the launcher
  *     writes the static binary into the guest root through the jail's
- *     descriptor (O_EXCL, no links followed) and removes it when the guest
- *     has ended (a group killed before that leaves it in the guest root).
+ *     descriptor (O_EXCL, no links followed) and removes it as soon as it
+ *     runs (the guest holds it open), or when the guest has ended (a group
+ *     killed before init started leaves it in the guest root).
  *
  * When the guest ends, the launcher reports to the VMM, which _exit()s as
  * libkrun does: with the workload's status if init reported one (over the
@@ -1023,8 +1024,9 @@ static int launch(struct vm *vm, int exitw)
 	return ret;
 }
 
-/* Reads krun-exit until QEMU closes it: "start" binds the listening ports,
- * "exit N" is the workload's status. */
+/* Reads krun-exit until QEMU closes it: "start" (init runs) removes
+ * init.krun and binds the listening ports, "exit N" is the workload's
+ * status. */
 static void watch(struct vm *vm, int exitr, int *code, bool *reported, bool *started)
 {
 	char line[128];
@@ -1043,6 +1045,7 @@ static void watch(struct vm *vm, int exitr, int *code, bool *reported, bool *sta
 		line[n] = 0;
 		if (!skip && strcmp(line, "start") == 0 && !*started) {
 			*started = true;
+			remove_init(vm); /* it runs: the guest holds it open */
 			bind_listen_ports(vm);
 		} else if (!skip && strncmp(line, "exit ", 5) == 0 && !*reported) {
 			char *end;
