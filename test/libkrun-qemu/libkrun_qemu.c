@@ -807,8 +807,15 @@ static void *guest_conn(void *arg)
 {
 	struct conn *k = arg;
 	struct sockaddr_un sa;
-	int dirfd = -1, u = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (u < 0 || jail_sockaddr(k->vm, k->vm->port_path[k->idx], &sa, &dirfd) < 0 || connect(u, (struct sockaddr *)&sa, sizeof sa) < 0) {
+	struct jl j; jl_begin(&j, "vsock_connect"); /* as the host double logs it */
+	jl_uint(&j, "port", k->vm->h.ports[k->idx].port); jl_str(&j, "filepath", k->vm->port_path[k->idx]);
+	int dirfd = -1, u = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), r = u < 0 ? -errno : 0;
+	if (!r) r = jail_sockaddr(k->vm, k->vm->port_path[k->idx], &sa, &dirfd);
+	if (!r && connect(u, (struct sockaddr *)&sa, sizeof sa) < 0) r = -errno;
+	if (r) jl_str(&j, "error", strerror(-r));
+	jl_bool(&j, "connected", r == 0);
+	jl_write(&j); /* the VMM's call log: the launcher has its descriptor (O_APPEND) */
+	if (r) {
 		if (u >= 0) close(u);
 		close(k->fd);
 	} else {
