@@ -95,7 +95,14 @@
  *     features, and NET_FLAG_DHCP_CLIENT is refused (-EINVAL, as libkrun
  *     1.15-1.17 do): this init has no DHCP client;
  *   - a missing libkrunfw.so.5 fails krun_start_enter with -ENOENT, as in
- *     libkrun, but the kernel bytes are taken in krun_create_ctx.
+ *     libkrun, but the kernel bytes are taken in krun_create_ctx;
+ *   - the VM is five processes of the VMM's group (the VMM, the launcher,
+ *     QEMU, virtiofsd, vhost-device-vsock), not one: guest RAM is QEMU's,
+ *     not the VMM's; and the launcher keeps a copy of the host's mount
+ *     namespace as it was at krun_create_ctx for the VM's lifetime;
+ *   - at most MAXNETS TAPs (microvm's transports), and the guest's CPU is
+ *     QEMU's "max" model, not the host's.
+ * An unknown context is -ENOENT, as in libkrun (the host double says -EINVAL).
  *
  * Build (make testbins, or build.sh): cc -shared -fPIC -Wl,-soname,libkrun.so.1
  * -o libkrun.so.1 libkrun_qemu.c -ldl -pthread, plus bootstub and init.krun.
