@@ -59,10 +59,13 @@ blobs: $(BLOBS)
 deps:
 	deploy/deps/deps.sh all
 
-# The libkrun test double and the test workload (DESIGN.md: testing where no guest can boot).
+# The libkrun test double, the emulated engine (libkrun.so.1, its boot stub and
+# init, and the deps cache's vhost-device-vsock, in $(BIN)/test/libkrun-qemu)
+# and the test workload (DESIGN.md: testing where no guest can boot).
 testbins:
 	mkdir -p $(BIN)/test
 	cc -O2 -Wall -shared -fPIC -Wl,-soname,libkrun.so.1 -o $(BIN)/test/libkrun.so.1 test/libkrun-double/libkrun_double.c -ldl -pthread
+	test/libkrun-qemu/build.sh $(BIN)/test/libkrun-qemu
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/test/vmmworkload ./test/vmmworkload
 
 vet:
