@@ -12,6 +12,10 @@
 #   make release               dist/boxlite-shim-VERSION-linux-amd64.tar.gz (+ .sha256): see deploy/release
 
 SHELL         := /bin/bash
+# Go 1.27.3 (go.mod says 1.27): the go command fetches that toolchain from
+# the module proxy on first use. 1.26.8, the machine's own, carries known
+# advisories (net/http, crypto/tls, crypto/x509: make vulncheck).
+export GOTOOLCHAIN ?= go1.27.3
 GO            ?= go
 BOXLITE_DEPS  ?= /var/cache/boxlite-deps
 export BOXLITE_DEPS
@@ -56,10 +60,13 @@ blobs: $(BLOBS)
 deps:
 	deploy/deps/deps.sh all
 
-# The libkrun test double and the test workload (DESIGN.md: testing where no guest can boot).
+# The libkrun test double, the emulated engine (libkrun.so.1, its boot stub and
+# init, and the deps cache's vhost-device-vsock, in $(BIN)/test/libkrun-qemu)
+# and the test workload (DESIGN.md: testing where no guest can boot).
 testbins:
 	mkdir -p $(BIN)/test
 	cc -O2 -Wall -shared -fPIC -Wl,-soname,libkrun.so.1 -o $(BIN)/test/libkrun.so.1 test/libkrun-double/libkrun_double.c -ldl -pthread
+	test/libkrun-qemu/build.sh $(BIN)/test/libkrun-qemu
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/test/vmmworkload ./test/vmmworkload
 
 vet:
@@ -72,7 +79,7 @@ vulncheck:
 	$(BOXLITE_DEPS)/bin/govulncheck -db file://$(BOXLITE_DEPS)/vulndb/osv ./...
 
 test: deps
-	$(MAKE) KERNELS="lean net" build testbins vet
+	$(MAKE) KERNELS="lean net" build testbins vet vulncheck
 	@# -v so that every skip's reason can be printed; the whole log stays in $(BIN)/test.log.
 	@# -p 1: suites that start containerd check the whole host for leftovers of ours.
 	@set -o pipefail; BOXLITE_REQUIRE_BLOBS=1 $(GO) test -p 1 -count=1 -v ./... 2>&1 | tee $(BIN)/test.log \

@@ -5,7 +5,8 @@
 // over the embedded blob), the choice of a variant from a sandbox's
 // annotations under the configured policy, and what a blob's guest kernel
 // offers (Inspect, InspectCapabilities: its embedded config, else strings or
-// the kallsyms table of the uncompressed image).
+// the kallsyms table of the uncompressed image; Inspect also tells
+// libkrunfw's TSI patch and the most CPUs the kernel brings up).
 //
 // It never substitutes one variant for another: a variant that is not allowed
 // or not available is an error that says what is available and what to change.

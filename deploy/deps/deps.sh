@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # deploy/deps/deps.sh — provision BoxLite's build/test dependencies into a cache.
 #
-#   deploy/deps/deps.sh [all|tools|busybox|runc|lean|net|qemu-proof|vulndb ...]
+#   deploy/deps/deps.sh [all|tools|busybox|runc|lean|net|qemu-proof|qemu-engine|vulndb ...]
 #
 # Cache: ${BOXLITE_DEPS:-/var/cache/boxlite-deps}
 #   bin/{containerd,ctr,containerd-shim-runc-v2,crictl,runc,krunfw-probe}
@@ -9,6 +9,9 @@
 #   busybox/busybox                       static busybox (test images, QEMU initramfs)
 #   kernels/{lean,net}/libkrunfw.so.5     kernel variants in the libkrunfw ABI
 #   kernels/net/{vmlinux,config,qemu-proof.log}
+#   qemu-engine/vhost-device-vsock        sid's vhost-user vsock backend, for the
+#                                         emulated engine test/libkrun-qemu (with
+#                                         bookworm's QEMU and its virtiofsd)
 #   kernels/manifest.tsv                  variant  sha256  source  version
 #   vulndb/osv/GO-*.json                  Go vulnerability database (govulncheck -db)
 #   manifest.tsv                          name  version  sha256  path
@@ -18,8 +21,8 @@
 # under temporary names and renamed into place, so an interrupted run leaves
 # nothing half-written behind; just run it again.
 #
-# Debian packages that are not part of this system's release (sid's libkrunfw5,
-# trixie's linux source) are only downloaded (apt-get download / apt-get
+# Debian packages that are not part of this system's release (sid's libkrunfw5
+# and vhost-device-vsock, trixie's linux source) are only downloaded (apt-get download / apt-get
 # source --download-only) through a private apt configuration under
 # $DEPS/apt and unpacked with dpkg -x; they are never installed. Build tools
 # from the system's own release are installed with apt-get when missing.
@@ -41,6 +44,8 @@ ROOT=$(cd "$HERE/../.." && pwd)
 KCONF_DIR=$ROOT/deploy/kernel
 
 DEPS=${BOXLITE_DEPS:-/var/cache/boxlite-deps}
+# The Go the project builds with (go.mod needs 1.27); the tools take it too.
+export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3}
 JOBS=${BOXLITE_JOBS:-2}
 NICE=${BOXLITE_NICE:-10}
 
@@ -58,10 +63,12 @@ VULNDB_MODULE=golang.org/x/vulndb
 VULNDB_VERSION=v0.0.0-20261105234957-e22db6528018
 LEAN_PACKAGE=libkrunfw5
 LEAN_SUITE=sid
+VSOCK_PACKAGE=vhost-device-vsock # sid, like libkrunfw5 (one private apt configuration)
+VIRTIOFSD=/usr/lib/qemu/virtiofsd # bookworm's qemu-system-common
 LINUX_SUITE=trixie
 BOOKWORM_PACKAGES_SUITE=bookworm # busybox-static, runc
 
-STEPS_ALL=(tools busybox runc lean net qemu-proof vulndb)
+STEPS_ALL=(tools busybox runc lean net qemu-proof qemu-engine vulndb)
 
 # --- output helpers -----------------------------------------------------------
 
@@ -340,10 +347,20 @@ tool_list() { # name<TAB>package@version<TAB>gobin-subdir
 		govulncheck "$VULN_MODULE/cmd/govulncheck@$VULN_VERSION" bin
 }
 
+# tool_version NAME PKG: the version recorded for a tool: the module's, and
+# for govulncheck also the Go it is built with (it must be at least the Go of
+# the code it reads).
+tool_version() {
+	case $1 in
+	govulncheck) echo "${2#*@}+$(go env GOVERSION)" ;;
+	*) echo "${2#*@}" ;;
+	esac
+}
+
 verify_tools() {
 	local name pkg dir
 	while IFS=$'\t' read -r name pkg dir; do
-		manifest_ok "$name" "${pkg#*@}" "$DEPS/$dir/$name" || return 1
+		manifest_ok "$name" "$(tool_version "$name" "$pkg")" "$DEPS/$dir/$name" || return 1
 	done < <(tool_list)
 }
 
@@ -355,7 +372,7 @@ do_tools() {
 	rm -rf "$DEPS"/bin/.stage.* "$DEPS"/cni/bin/.stage.* # left by an interrupted run
 	local name pkg dir
 	while IFS=$'\t' read -r name pkg dir; do
-		if manifest_ok "$name" "${pkg#*@}" "$DEPS/$dir/$name"; then
+		if manifest_ok "$name" "$(tool_version "$name" "$pkg")" "$DEPS/$dir/$name"; then
 			log "tools: $name ${pkg#*@} ok"
 			continue
 		fi
@@ -377,7 +394,7 @@ do_tools() {
 		[ -x "$stage/$name" ] || die "go install $pkg produced no $name"
 		mv -f "$stage/$name" "$DEPS/$dir/$name"
 		rmdir "$stage"
-		manifest_record "$name" "${pkg#*@}" "$DEPS/$dir/$name"
+		manifest_record "$name" "$(tool_version "$name" "$pkg")" "$DEPS/$dir/$name"
 		log "tools: $name ${pkg#*@} installed"
 	done < <(tool_list)
 }
@@ -736,6 +753,44 @@ EOF
 	log "qemu-proof: booted and verified in $((SECONDS - t0))s (qemu exit $rc); transcript: $d/qemu-proof.log"
 }
 
+# --- step: qemu-engine (what test/libkrun-qemu runs: QEMU, virtiofsd, vsock) ------
+
+# The emulated engine boots the kernel blobs under bookworm's qemu-system-x86
+# (installed), with bookworm's C virtiofsd (in qemu-system-common) and sid's
+# vhost-device-vsock, which is only downloaded and unpacked (it runs on
+# bookworm's glibc: it needs at most GLIBC_2.34 and libgcc_s).
+VSOCK_BIN=$DEPS/qemu-engine/vhost-device-vsock
+
+verify_qemu-engine() {
+	command -v qemu-system-x86_64 >/dev/null || return 1
+	[ -x "$VIRTIOFSD" ] || return 1
+	local line
+	line=$(tsv_get "$DEPS/manifest.tsv" "$VSOCK_PACKAGE")
+	[ -n "$line" ] || return 1
+	manifest_ok "$VSOCK_PACKAGE" "$(cut -f2 <<<"$line")" "$VSOCK_BIN" || return 1
+	"$VSOCK_BIN" --version >/dev/null 2>&1
+}
+
+do_qemu-engine() {
+	ensure_pkgs qemu-system-x86
+	[ -x "$VIRTIOFSD" ] || die "$VIRTIOFSD is missing: this system's qemu-system-common does not ship the C virtiofsd (Debian 12 does)"
+	local deb tmp bin
+	deb=$(apt_download "$VSOCK_PACKAGE/$LEAN_SUITE")
+	tmp=$(mktemp -d "$DEPS/downloads/.x.XXXXXX")
+	dpkg -x "$deb" "$tmp"
+	bin=$(find "$tmp" -path "*/bin/vhost-device-vsock" -type f | head -n1)
+	[ -n "$bin" ] || {
+		rm -rf "$tmp"
+		die "$deb holds no vhost-device-vsock"
+	}
+	install_atomic "$bin" "$VSOCK_BIN"
+	rm -rf "$tmp"
+	"$VSOCK_BIN" --version >/dev/null 2>&1 ||
+		die "$VSOCK_BIN does not run here (ldd: $(ldd "$VSOCK_BIN" 2>&1 | grep -i 'not found\|version' | tr '\n' ' '))"
+	manifest_record "$VSOCK_PACKAGE" "$(deb_version "$deb")" "$VSOCK_BIN"
+	log "qemu-engine: $(qemu-system-x86_64 --version | head -n1); $VIRTIOFSD; $VSOCK_PACKAGE $(deb_version "$deb") → $VSOCK_BIN"
+}
+
 # --- main ------------------------------------------------------------------------------
 
 run_step() {
@@ -798,7 +853,7 @@ main() {
 	for a in "$@"; do
 		case $a in
 		all) steps+=("${STEPS_ALL[@]}") ;;
-		tools | busybox | runc | lean | net | qemu-proof | vulndb) steps+=("$a") ;;
+		tools | busybox | runc | lean | net | qemu-proof | qemu-engine | vulndb) steps+=("$a") ;;
 		-h | --help | help) usage ;;
 		*)
 			echo "unknown step: $a (steps: all ${STEPS_ALL[*]})" >&2
@@ -806,7 +861,7 @@ main() {
 			;;
 		esac
 	done
-	mkdir -p "$DEPS"/{bin,cni/bin,busybox,kernels/lean,kernels/net,logs,locks,build,downloads}
+	mkdir -p "$DEPS"/{bin,cni/bin,busybox,kernels/lean,kernels/net,qemu-engine,logs,locks,build,downloads}
 	local t0=$SECONDS s
 	for s in "${steps[@]}"; do run_step "$s"; done
 	log "all requested steps verified in $((SECONDS - t0))s: ${steps[*]} (cache: $DEPS)"

@@ -31,7 +31,7 @@ func Boot(cfg *config.Config, lib LibkrunInfo, kvmOK bool, kernels []KernelRow) 
 	}
 	switch {
 	case !lib.Usable():
-		r.Status, r.Detail = Skip, "needs a loadable libkrun (see the libkrun line)"
+		r.Status, r.Detail = Skip, "needs a usable libkrun (see the libkrun line)"
 		return r
 	case !kvmOK && !lib.TestDouble:
 		r.Status, r.Detail = Skip, "needs a usable /dev/kvm (see the kvm line)"

@@ -32,6 +32,7 @@ import (
 	"github.com/boxlite/boxlite-shim/kernel"
 	"github.com/boxlite/boxlite-shim/reaper"
 	"github.com/boxlite/boxlite-shim/runtime/agent"
+	"github.com/boxlite/boxlite-shim/runtime/cgmount"
 	"github.com/boxlite/boxlite-shim/runtime/podnet"
 	"github.com/boxlite/boxlite-shim/runtime/share"
 	"github.com/boxlite/boxlite-shim/runtime/vmm"
@@ -134,7 +135,7 @@ func Prepare(ctx context.Context, o Options) (_ *Sandbox, retErr error) {
 		// Under the test double the agent runs on the host: its cgroups are
 		// the host's, so each sandbox gets a cgroup root of its own.
 		s.record.CgroupName = "boxlite-" + o.Namespace + "-" + o.ID
-		if h := hostCgroup2(); h != "" {
+		if h := cgmount.Unified(); h != "" {
 			s.hostCG = filepath.Join(h, s.record.CgroupName)
 			s.record.HostCgroup = s.hostCG
 		}
@@ -331,7 +332,7 @@ func (s *Sandbox) Boot(ctx context.Context) error {
 			return werr
 		}
 		if err != nil {
-			log.G(ctx).WithError(err).WithField("sandbox", s.ID).Warn("placing the VMM in the pod's host cgroup: the pod's stats will not count it")
+			log.G(ctx).WithError(err).WithField("sandbox", s.ID).Warn("placing the VMM in the pod's host cgroup: it is not counted in the hierarchies the error names")
 		}
 	}
 	if info, err := c.Info(dctx); err == nil {

@@ -113,7 +113,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 			}
 		}
 	}()
-	if err := guestSpec(r.ID, spec, 0); err != nil {
+	if err := guestSpec(r.ID, spec, 0, 0); err != nil {
 		return nil, createError(err)
 	}
 	tBoot := time.Now()
@@ -133,7 +133,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, createError(fmt.Errorf("task %s: creating the container in the guest: %w", r.ID, err))
 	}
-	c := newContainer(ctx, r, paths, pipes, att, res)
+	c := newContainer(ctx, r, paths, pipes, att, res, uint32(sb.VMMPid()))
 	sandbox.Span(ctx, r.ID, "create", tCreate, time.Now()) // mounts and the container in the guest
 
 	evCtx, cancel := context.WithCancel(s.ctx)
@@ -145,8 +145,9 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	go evs.follow(evCtx, sb.Agent(), s.queue, s.holds)
 	go s.watchSandbox(sb)
 
-	s.sendCreate(r, res.Pid)
-	return &taskAPI.CreateTaskResponse{Pid: res.Pid}, nil
+	pid := c.init.pid(c.init.state())
+	s.sendCreate(r, pid)
+	return &taskAPI.CreateTaskResponse{Pid: pid}, nil
 }
 
 func (s *service) sendCreate(r *taskAPI.CreateTaskRequest, pid uint32) {
@@ -176,11 +177,12 @@ func (s *service) join(ctx context.Context, r *taskAPI.CreateTaskRequest, spec *
 	if err := sb.Request().Admit(cfg, r.ID, sb.ID, ann); err != nil {
 		return nil, createError(err)
 	}
-	var sandboxPid uint32
+	var guestPid uint32
 	if sbc != nil {
-		sandboxPid = sbc.init.state().pid
+		guestPid = sbc.init.state().pid
 	}
-	if err := guestSpec(r.ID, spec, sandboxPid); err != nil {
+	hostPid := uint32(sb.VMMPid())
+	if err := guestSpec(r.ID, spec, hostPid, guestPid); err != nil {
 		return nil, createError(err)
 	}
 	ac, err := s.agentClient()
@@ -203,12 +205,13 @@ func (s *service) join(ctx context.Context, r *taskAPI.CreateTaskRequest, spec *
 	if err != nil {
 		return nil, createError(fmt.Errorf("task %s: creating the container in pod %s's VM: %w", r.ID, sb.ID, err))
 	}
-	c := newContainer(ctx, r, paths, pipes, att, res)
+	c := newContainer(ctx, r, paths, pipes, att, res, hostPid)
 	s.mu.Lock()
 	s.containers[r.ID] = c
 	s.mu.Unlock()
-	s.sendCreate(r, res.Pid)
-	return &taskAPI.CreateTaskResponse{Pid: res.Pid}, nil
+	pid := c.init.pid(c.init.state())
+	s.sendCreate(r, pid)
+	return &taskAPI.CreateTaskResponse{Pid: pid}, nil
 }
 
 // containerFiles makes what a new container needs on the host before the
@@ -241,12 +244,13 @@ func onFailure(errp *error, undo func()) {
 	}
 }
 
-// newContainer is the shim's record of a container the agent has created.
-func newContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, paths stdio.Paths, pipes *stdio.Pipes, att *agent.Attached, res *api.CreateContainerResponse) *container {
+// newContainer is the shim's record of a container the agent has created
+// in the sandbox whose VMM is host process hostPid.
+func newContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, paths stdio.Paths, pipes *stdio.Pipes, att *agent.Attached, res *api.CreateContainerResponse, hostPid uint32) *container {
 	for _, w := range res.Warnings {
 		log.G(ctx).WithField("id", r.ID).Warn(w)
 	}
-	return &container{id: r.ID, bundle: r.Bundle, init: newInit(r.ID, paths, pipes, att, res.Pid), execs: map[string]*process{}}
+	return &container{id: r.ID, bundle: r.Bundle, init: newInit(r.ID, paths, pipes, att, res.Pid, hostPid), execs: map[string]*process{}}
 }
 
 // sandboxNetNS is the network namespace a new sandbox's VMM runs in: the
@@ -331,15 +335,18 @@ func podCgroupsPath(spec *specs.Spec, ctype string) string {
 }
 
 // procNS matches the namespace paths CRI gives a pod's containers: those of
-// the sandbox's init, /proc/<pid>/ns/<type>.
-var procNS = regexp.MustCompile(`^/proc/([0-9]+)/ns/[a-z]+$`)
+// the sandbox's task, /proc/<pid>/ns/<type>, with the PID the shim reported
+// for it.
+var procNS = regexp.MustCompile(`^/proc/([0-9]+)/ns/([a-z_]+)$`)
 
 // guestSpec rewrites spec's namespaces for the guest: a network namespace
 // given by a host path is the VM's own (the VMM runs in it), so the guest
-// process stays in the guest's; namespaces of the pod's sandbox
-// (/proc/<sandboxPid>/ns/...) are the guest's PIDs already, and are kept;
-// any other host path cannot be joined from the guest and is refused.
-func guestSpec(id string, spec *specs.Spec, sandboxPid uint32) error {
+// process stays in the guest's; namespaces of the pod's sandbox, which CRI
+// names by the PID the shim reported for the sandbox's task (the VMM's,
+// hostPid: /proc/<hostPid>/ns/<type>), are the sandbox init's in the guest
+// (guestPid) and become /proc/<guestPid>/ns/<type>; any other host path
+// cannot be joined from the guest and is refused.
+func guestSpec(id string, spec *specs.Spec, hostPid, guestPid uint32) error {
 	if spec.Linux == nil {
 		return nil
 	}
@@ -349,7 +356,8 @@ func guestSpec(id string, spec *specs.Spec, sandboxPid uint32) error {
 			out = append(out, ns)
 			continue
 		}
-		if m := procNS.FindStringSubmatch(ns.Path); m != nil && sandboxPid != 0 && m[1] == strconv.FormatUint(uint64(sandboxPid), 10) {
+		if m := procNS.FindStringSubmatch(ns.Path); m != nil && hostPid != 0 && guestPid != 0 && m[1] == strconv.FormatUint(uint64(hostPid), 10) {
+			ns.Path = fmt.Sprintf("/proc/%d/ns/%s", guestPid, m[2])
 			out = append(out, ns)
 			continue
 		}

@@ -106,10 +106,11 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 	if err := p.run(uint32(pid)); err != nil {
 		return nil, fmt.Errorf("start process %s of task %s: %w", p.id(), r.ID, err)
 	}
+	hostPid := p.pid(p.state())
 	if r.ExecID == "" {
-		s.send(&eventstypes.TaskStart{ContainerID: r.ID, Pid: uint32(pid)})
+		s.send(&eventstypes.TaskStart{ContainerID: r.ID, Pid: hostPid})
 	} else {
-		s.send(&eventstypes.TaskExecStarted{ContainerID: r.ID, ExecID: r.ExecID, Pid: uint32(pid)})
+		s.send(&eventstypes.TaskExecStarted{ContainerID: r.ID, ExecID: r.ExecID, Pid: hostPid})
 	}
 	// The waiter starts after the start event is queued, so the exit event
 	// follows it; the agent keeps an exit until it is waited for, so an
@@ -122,7 +123,7 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 		sandbox.Span(ctx, r.ID, "start", t0, started)
 	}
 	go s.waitExit(c, p, ac, sb, started)
-	return &taskAPI.StartResponse{Pid: uint32(pid)}, nil
+	return &taskAPI.StartResponse{Pid: hostPid}, nil
 }
 
 // failedStart records the exit of an init whose start failed.
@@ -229,7 +230,7 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 		c.mu.Lock()
 		delete(c.execs, r.ExecID)
 		c.mu.Unlock()
-		return deleteResponse(p.state()), nil
+		return deleteResponse(p), nil
 	}
 
 	if acErr == nil {
@@ -267,15 +268,16 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	s.send(&eventstypes.TaskDelete{
 		ContainerID: r.ID,
 		ID:          r.ID,
-		Pid:         st.pid,
+		Pid:         p.pid(st),
 		ExitStatus:  st.exitStatus,
 		ExitedAt:    protobuf.ToTimestamp(st.exitedAt),
 	})
-	return deleteResponse(st), nil
+	return deleteResponse(p), nil
 }
 
-func deleteResponse(st procState) *taskAPI.DeleteResponse {
-	return &taskAPI.DeleteResponse{Pid: st.pid, ExitStatus: st.exitStatus, ExitedAt: protobuf.ToTimestamp(st.exitedAt)}
+func deleteResponse(p *process) *taskAPI.DeleteResponse {
+	st := p.state()
+	return &taskAPI.DeleteResponse{Pid: p.pid(st), ExitStatus: st.exitStatus, ExitedAt: protobuf.ToTimestamp(st.exitedAt)}
 }
 
 func (s *service) Pause(ctx context.Context, r *taskAPI.PauseRequest) (*emptypb.Empty, error) {

@@ -65,6 +65,8 @@ const (
 	teardownTimeout = 10 * time.Second
 	// maxSocketPath is the longest path a Unix socket address can hold.
 	maxSocketPath = 107
+	// maxVCPUs is libkrun's x86_64 MP table limit (MAX_SUPPORTED_CPUS).
+	maxVCPUs = 254
 )
 
 // Config is one sandbox's VMM.
@@ -91,7 +93,8 @@ type Config struct {
 	LibkrunPath string
 	// VMMBinary is the boxlite-vmm executable; "" means beside os.Executable().
 	VMMBinary string
-	// CPUs (1–255) and MemoryMiB size the guest.
+	// CPUs (1–254, libkrun's x86_64 MP table; at most the kernel's
+	// CONFIG_NR_CPUS where its image tells) and MemoryMiB size the guest.
 	CPUs      int
 	MemoryMiB int
 	// AgentPort is the guest vsock port the agent listens on; it is bridged
@@ -121,7 +124,9 @@ type Config struct {
 	// console.log.1, so at most twice this is kept. 0 = DefaultConsoleLogMax.
 	ConsoleLogMax int64
 	// Net is the guest's virtio-net device (libkrun's TAP backend); nil =
-	// none, and libkrun's TSI gives the guest the VMM's network instead.
+	// none, and libkrun's TSI gives the guest the VMM's network instead if
+	// the kernel has libkrunfw's TSI patch (else the guest has no network:
+	// see the package documentation).
 	Net *Net
 	// ReadyTimeout bounds the wait for the guest's readiness; 0 means 10s.
 	ReadyTimeout time.Duration
@@ -150,6 +155,9 @@ type VMM struct {
 	state   *os.File
 	console *consoleCopier
 	timing  Timing
+	// noTSI: the kernel has no TSI patch (or cannot be told to have it),
+	// so the guest never gets TSI (boxlite-vmm -no-tsi).
+	noTSI bool
 
 	mu      sync.Mutex
 	stopped bool
@@ -170,6 +178,16 @@ func Start(ctx context.Context, cfg Config, r *reaper.Reaper) (_ *VMM, retErr er
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	// What the kernel's image tells: whether it has the TSI patch, and the
+	// most CPUs it brings up. A file that cannot be read tells nothing (no
+	// TSI, no bound): boxlite-vmm then fails to load it, and says so.
+	kf, err := kernel.InspectCached(cfg.Kernel.Path)
+	if err != nil {
+		kf = kernel.Features{}
+	}
+	if err := kernel.CheckCPUs(cfg.Kernel.Name, kf, cfg.CPUs); err != nil {
+		return nil, fmt.Errorf("vmm: sandbox %s: %w", cfg.ID, err)
+	}
 	bin, err := cfg.vmmBinary()
 	if err != nil {
 		return nil, err
@@ -183,7 +201,7 @@ func Start(ctx context.Context, cfg Config, r *reaper.Reaper) (_ *VMM, retErr er
 		}
 		return nil, fmt.Errorf("vmm: sandbox %s: %w", cfg.ID, err)
 	}
-	v := &VMM{cfg: cfg, r: r}
+	v := &VMM{cfg: cfg, r: r, noTSI: kf.TSI != kernel.Yes}
 	if v.state, err = os.OpenFile(cfg.StateDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0); err != nil {
 		_ = os.Remove(cfg.StateDir)
 		return nil, fmt.Errorf("vmm: sandbox %s: %w", cfg.ID, err)
@@ -211,6 +229,10 @@ func Start(ctx context.Context, cfg Config, r *reaper.Reaper) (_ *VMM, retErr er
 	}
 	defer ready.Close()
 	args, double := v.args(staged)
+	if v.noTSI {
+		log.G(ctx).WithField("sandbox", cfg.ID).WithField("kernel", cfg.Kernel.Name).
+			Debugf("the kernel %s: the guest gets no TSI", kf.TSIPhrase())
+	}
 	if double {
 		log.G(ctx).WithField("sandbox", cfg.ID).WithField("libkrun", cfg.LibkrunPath).
 			Warn("libkrun_path is the libkrun test double: the sandbox's workload runs as a host process, NOT in a VM (tests only)")
@@ -403,8 +425,8 @@ func (c *Config) validate() error {
 		return bad("guest root %q is not inside the jail %s", c.RootDir, c.JailDir)
 	case c.Kernel.Path == "":
 		return bad("no kernel file for variant %q", c.Kernel.Name)
-	case c.CPUs < 1 || c.CPUs > 255:
-		return bad("%d vCPUs: must be 1-255", c.CPUs)
+	case c.CPUs < 1 || c.CPUs > maxVCPUs:
+		return bad("%d vCPUs: must be 1-%d (libkrun's x86_64 MP table holds at most %d)", c.CPUs, maxVCPUs, maxVCPUs)
 	case c.MemoryMiB < 1 || int64(c.MemoryMiB) > 1<<32-1:
 		return bad("%d MiB of memory: out of range", c.MemoryMiB)
 	case c.AgentPort == 0:
@@ -496,6 +518,9 @@ func (v *VMM) args(stagedKernel string) (args []string, double bool) {
 	}
 	if c.Net != nil {
 		args = append(args, "-net-tap", c.Net.Tap, "-net-mac", c.Net.MAC.String())
+	}
+	if v.noTSI {
+		args = append(args, "-no-tsi")
 	}
 	for _, e := range c.Env {
 		args = append(args, "-env", e)
@@ -594,10 +619,21 @@ func (v *VMM) exitedError() error {
 		kind = errdefs.ErrFailedPrecondition
 	case e.Status == 6 && strings.Contains(vmmLog, "boxlite-vmm: kernel library"):
 		kind = errdefs.ErrNotFound
+	case e.Status == 8 && strings.Contains(vmmLog, "boxlite-vmm: unsupported libkrun"):
+		kind = errdefs.ErrFailedPrecondition
 	case e.Status == 2 && strings.Contains(vmmLog, "boxlite-vmm: "):
 		kind = errdefs.ErrInvalidArgument
 	}
 	if kind == nil {
+		// The command-line limits end a VMM with no word of why: the guest
+		// kernel's with exit 0 (it panics before its console is up),
+		// libkrun's with an abort (a Rust panic; the Go runtime then
+		// exits 2). Say so when this configuration breaks one.
+		if libkrun, guest := v.cfg.cmdlineProblems(); e.Status == 0 && !e.Unknown && guest != "" {
+			msg += "; " + guest
+		} else if e.Status != 0 && libkrun != "" {
+			msg += "; " + libkrun
+		}
 		return errors.New(msg)
 	}
 	return &kindError{kind: kind, msg: msg}

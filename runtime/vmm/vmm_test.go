@@ -27,13 +27,18 @@ func TestCallLogShowsConfiguration(t *testing.T) {
 	v := e.start(t)
 
 	a, hello := dialAgent(t, v.AgentSocket())
-	// PID 1 of a fresh PID namespace, cwd = workdir, the double says so, and
-	// the vsock port list matches the one fd it passed.
-	if want := "ok pid=1 "; !strings.HasPrefix(hello, want) || !strings.Contains(hello, " cwd=/work double=1 ports=1024") {
-		t.Errorf("greeting %q: want pid=1, cwd=/work, double=1, ports=1024", hello)
+	// A child of PID 1 (the double's stand-in for libkrun's init) in a
+	// fresh PID namespace, not PID 1 itself; cwd = workdir, the double says
+	// so, and the vsock port list matches the one fd it passed.
+	if strings.HasPrefix(hello, "ok pid=1 ") || !strings.Contains(hello, " ppid=1 ") || !strings.Contains(hello, " cwd=/work double=1 ports=1024") {
+		t.Errorf("greeting %q: want a pid other than 1, ppid=1, cwd=/work, double=1, ports=1024", hello)
 	}
-	if got := a.ask(t, "env FOO"); got != "FOO=bar baz" {
-		t.Errorf("workload env FOO: %q", got)
+	// The environment is what a guest kernel gives init from libkrun's
+	// command line: HOME, TERM, libkrun's KRUN_* and the configured ones.
+	for k, want := range map[string]string{"FOO": "bar baz", "HOME": "/", "TERM": "linux", "KRUN_INIT": "/vmmworkload", "KRUN_WORKDIR": "/work"} {
+		if got := a.ask(t, "env "+k); got != k+"="+want {
+			t.Errorf("workload env %s: %q, want %q", k, got, want)
+		}
 	}
 	if got := a.ask(t, "env LD_LIBRARY_PATH"); got != "LD_LIBRARY_PATH=" {
 		t.Errorf("the VMM's environment leaked into the workload: %q", got)
@@ -108,7 +113,7 @@ func TestCallLogShowsConfiguration(t *testing.T) {
 		t.Errorf("VMM exit %+v, want status 7", ex)
 	}
 	console, _ := os.ReadFile(v.ConsoleLog())
-	if !strings.Contains(string(console), "vmmworkload: serve pid=1") || !strings.Contains(string(console), "vmmworkload: exit 7") {
+	if !strings.Contains(string(console), "vmmworkload: serve pid=") || !strings.Contains(string(console), "vmmworkload: exit 7") {
 		t.Errorf("console log %q lacks the workload's output", console)
 	}
 	vmmLog, _ := os.ReadFile(filepath.Join(v.StateDir(), VMMLogName))

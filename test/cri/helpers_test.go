@@ -17,13 +17,13 @@ import (
 )
 
 // env is test/crid's environment (a private containerd with CRI, the
-// boxlite drop-in, a CNI network, the images, crictl) with this suite's
-// helpers.
+// boxlite drop-in, a runc handler to compare with, a CNI network, the
+// images, crictl) with this suite's helpers.
 type env struct{ *crid.Env }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	return &env{crid.New(t, crid.Options{})}
+	return &env{crid.New(t, crid.Options{ExtraCRIConfig: crid.RuncHandler()})}
 }
 
 // record is the pod's sandbox state record (the VMM's PID, its directory).

@@ -10,7 +10,7 @@
 //
 // Each connection is greeted with one line:
 //
-//	ok pid=<pid> hostname=<h> cwd=<dir> double=<BOXLITE_TEST_DOUBLE> ports=<BOXLITE_VSOCK_PORTS>
+//	ok pid=<pid> ppid=<ppid> hostname=<h> cwd=<dir> double=<BOXLITE_TEST_DOUBLE> ports=<BOXLITE_VSOCK_PORTS>
 //
 // then it answers commands, one per line: "env K" prints "K=<value>";
 // "links" prints its network interfaces as "name=mac ..." (sorted by
@@ -86,8 +86,8 @@ func serve(c net.Conn) {
 	defer c.Close()
 	host, _ := os.Hostname()
 	cwd, _ := os.Getwd()
-	fmt.Fprintf(c, "ok pid=%d hostname=%s cwd=%s double=%s ports=%s\n",
-		os.Getpid(), host, cwd, os.Getenv("BOXLITE_TEST_DOUBLE"), os.Getenv("BOXLITE_VSOCK_PORTS"))
+	fmt.Fprintf(c, "ok pid=%d ppid=%d hostname=%s cwd=%s double=%s ports=%s\n",
+		os.Getpid(), os.Getppid(), host, cwd, os.Getenv("BOXLITE_TEST_DOUBLE"), os.Getenv("BOXLITE_VSOCK_PORTS"))
 	sc := bufio.NewScanner(c)
 	for sc.Scan() {
 		cmd, arg, _ := strings.Cut(strings.TrimSpace(sc.Text()), " ")
