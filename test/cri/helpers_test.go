@@ -94,9 +94,11 @@ func kernelSHAs(t *testing.T, cfg string) map[string]string {
 	if err != nil {
 		t.Fatalf("kernels: %v\n%s", err, out)
 	}
+	// The variants table (SOURCE is "embedded" or "path"); the hardening
+	// table after it has other columns.
 	shas := map[string]string{}
 	for _, line := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(line); len(f) >= 4 && f[0] != "VARIANT" {
+		if f := strings.Fields(line); len(f) >= 4 && f[0] != "VARIANT" && (f[2] == "embedded" || f[2] == "path") {
 			shas[f[0]] = f[3]
 		}
 	}
