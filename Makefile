@@ -10,8 +10,13 @@
 #   make critest               the CRI validation suite (critest v1.37.0) on runc and on boxlite, compared (root)
 #   make bench                 boxlite vs runc on a private containerd: table + bin/bench.json (root)
 #   make demo                  a private containerd running containers through the shim
+#   make release               dist/boxlite-shim-VERSION-linux-amd64.tar.gz (+ .sha256): see deploy/release
 
 SHELL         := /bin/bash
+# Go 1.27.3 (go.mod says 1.27): the go command fetches that toolchain from
+# the module proxy on first use. 1.26.8, the machine's own, carries known
+# advisories (net/http, crypto/tls, crypto/x509: make vulncheck).
+export GOTOOLCHAIN ?= go1.27.3
 GO            ?= go
 BOXLITE_DEPS  ?= /var/cache/boxlite-deps
 export BOXLITE_DEPS
@@ -24,7 +29,7 @@ PKG           := github.com/boxlite/boxlite-shim
 LDFLAGS       := -X $(PKG)/runtime/version.Version=$(VERSION) -X $(PKG)/runtime/version.Revision=$(REVISION)
 BLOBS         := $(foreach k,$(KERNELS),kernel/blobs/$(k)/libkrunfw.so.5.zst)
 
-.PHONY: all build shim vmm agent generate fuzz bench critest critest-run deps test unit e2e vet fmt demo clean blobs testbins FORCE
+.PHONY: all build shim vmm agent generate fuzz bench critest critest-run deps test unit e2e vet vulncheck fmt demo release clean blobs testbins FORCE
 
 all: build
 
@@ -56,21 +61,29 @@ blobs: $(BLOBS)
 deps:
 	deploy/deps/deps.sh all
 
-# The libkrun test double and the test workload (DESIGN.md: testing where no guest can boot).
+# The libkrun test double, the emulated engine (libkrun.so.1, its boot stub and
+# init, and the deps cache's vhost-device-vsock, in $(BIN)/test/libkrun-qemu)
+# and the test workload (DESIGN.md: testing where no guest can boot).
 testbins:
 	mkdir -p $(BIN)/test
 	cc -O2 -Wall -shared -fPIC -Wl,-soname,libkrun.so.1 -o $(BIN)/test/libkrun.so.1 test/libkrun-double/libkrun_double.c -ldl -pthread
+	test/libkrun-qemu/build.sh $(BIN)/test/libkrun-qemu
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/test/vmmworkload ./test/vmmworkload
 
 vet:
 	$(GO) vet ./...
 	@bad=$$(gofmt -l $$(git ls-files '*.go')); test -z "$$bad" || { echo "gofmt: $$bad" >&2; exit 1; }
 
+# govulncheck against the Go vulnerability database make deps copied into the
+# cache (the public service is not reachable from here).
+vulncheck:
+	$(BOXLITE_DEPS)/bin/govulncheck -db file://$(BOXLITE_DEPS)/vulndb/osv ./...
+
 test: deps
-	$(MAKE) KERNELS="lean net" build testbins vet
+	$(MAKE) KERNELS="lean net" build testbins vet vulncheck
 	@# -v so that every skip's reason can be printed; the whole log stays in $(BIN)/test.log.
 	@# -p 1: suites that start containerd check the whole host for leftovers of ours.
-	@set -o pipefail; $(GO) test -p 1 -count=1 -v ./... 2>&1 | tee $(BIN)/test.log \
+	@set -o pipefail; BOXLITE_REQUIRE_BLOBS=1 $(GO) test -p 1 -count=1 -v ./... 2>&1 | tee $(BIN)/test.log \
 		| grep -E -B1 --line-buffered '^(ok|FAIL|panic:)|^ *--- FAIL' | grep -v -e '^--$$' -e '^=== ' -e '^PASS$$' \
 		|| { echo "make test: tests failed; the full log is $(BIN)/test.log" >&2; exit 1; }
 	@awk -f test/skips.awk $(BIN)/test.log
@@ -95,7 +108,7 @@ critest-run:
 # a duration makes go test fail with "context deadline exceeded" on a loaded
 # machine); failures land in testdata/fuzz.
 FUZZTIME ?= 100000x
-FUZZ     := config:FuzzParse config:FuzzCheckAnnotations kernel:FuzzInspect kernel:FuzzSelect
+FUZZ     := config:FuzzParse config:FuzzCheckAnnotations kernel:FuzzInspect kernel:FuzzInspectCapabilities kernel:FuzzSelect
 fuzz:
 	@set -e; for t in $(FUZZ); do \
 		echo "fuzz ./$${t%%:*} $${t#*:} for $(FUZZTIME)"; \
@@ -111,6 +124,24 @@ bench: deps
 demo: deps
 	$(MAKE) KERNELS="lean net" build testbins
 	deploy/demo.sh
+
+# The release tarball an operator installs (README "Releases"). Its version is
+# the tag less a leading v when HEAD is on an annotated tag in a clean tree,
+# else git describe --always --dirty (deploy/release/version.sh); the binaries,
+# built with both kernels into a scratch directory, report it. -trimpath and
+# -buildvcs=false (the version and commit are in -ldflags): the binaries do not
+# depend on where the checkout is, nor on whether it is a clone or a worktree.
+# Every entry's mtime is the commit's time (SOURCE_DATE_EPOCH, if set, wins).
+DIST              ?= dist
+RELEASE_VERSION   ?= $(shell deploy/release/version.sh)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null)
+release:
+	@set -e; test -n '$(SOURCE_DATE_EPOCH)' || { echo "make release: no commit time (not a git checkout?): set SOURCE_DATE_EPOCH" >&2; exit 1; }; \
+	stage=$$(mktemp -d); trap 'rm -rf "$$stage"' EXIT; \
+	echo "make release: $(RELEASE_VERSION), binaries built into $$stage"; \
+	GOFLAGS="$$GOFLAGS -trimpath -buildvcs=false" $(MAKE) --no-print-directory KERNELS="lean net" VERSION='$(RELEASE_VERSION)' BIN="$$stage" build; \
+	$(GO) run ./deploy/release -version '$(RELEASE_VERSION)' -revision '$(REVISION)' -epoch '$(SOURCE_DATE_EPOCH)' \
+		-bin "$$stage" -src . -out '$(DIST)'
 
 clean:
 	rm -rf $(BIN) kernel/blobs/lean kernel/blobs/net

@@ -79,31 +79,38 @@ func (c *Config) whereToEnable() string {
 // CheckAnnotations is the shim's own annotation gate, after containerd's
 // pod_annotations list. Every io.boxlite.* key must be known and enabled,
 // and its value valid: kernel a known variant (kernel.Parse; whether the
-// variant is allowed is package kernel's decision under KernelPolicy), cpus
-// an integer 1..vm.max_cpus, memory_mib an integer 128..vm.max_memory_mib,
-// no value longer than MaxAnnotationValueLen bytes. Other keys are ignored.
-// Keys are checked in sorted order and the first problem is returned; it
-// matches errdefs.ErrInvalidArgument.
+// variant is allowed is decided by Request), cpus an integer
+// 1..vm.max_cpus, memory_mib an integer 128..vm.max_memory_mib, no value
+// longer than MaxAnnotationValueLen bytes. Other keys are ignored. Keys are
+// checked in sorted order and the first problem is returned; it matches
+// errdefs.ErrInvalidArgument.
 func (c *Config) CheckAnnotations(annotations map[string]string) error {
+	_, err := c.read(annotations)
+	return err
+}
+
+// read is CheckAnnotations, keeping the parsed values.
+func (c *Config) read(annotations map[string]string) (asked, error) {
+	var a asked
 	for _, key := range sortedKeys(annotations) {
 		if !strings.HasPrefix(key, AnnotationPrefix) {
 			continue
 		}
 		value := annotations[key]
 		if !isKnownAnnotation(key) {
-			return invalidf("annotation %s is not one this shim understands: known annotations are %s; remove it from the pod or container", quote(key), strings.Join(KnownAnnotations(), ", "))
+			return asked{}, invalidf("annotation %s is not one this shim understands: known annotations are %s; remove it from the pod or container", quote(key), strings.Join(KnownAnnotations(), ", "))
 		}
 		if !c.AnnotationEnabled(key) {
-			return invalidf("annotation %s is not enabled: to honour it, add %q to [annotations] enabled in %s (enabled now: %s)", key, key, c.whereToEnable(), enabledList(c.EnabledAnnotations()))
+			return asked{}, invalidf("annotation %s is not enabled: to honour it, add %q to [annotations] enabled in %s (enabled now: %s)", key, key, c.whereToEnable(), enabledList(c.EnabledAnnotations()))
 		}
 		if len(value) > MaxAnnotationValueLen {
-			return invalidf("annotation %s = %s: value is %d bytes, longer than the %d accepted", key, quote(value), len(value), MaxAnnotationValueLen)
+			return asked{}, invalidf("annotation %s = %s: value is %d bytes, longer than the %d accepted", key, quote(value), len(value), MaxAnnotationValueLen)
 		}
-		if err := c.checkAnnotationValue(key, value); err != nil {
-			return err
+		if err := c.parseAnnotation(key, value, &a); err != nil {
+			return asked{}, err
 		}
 	}
-	return nil
+	return a, nil
 }
 
 func enabledList(a []string) string {
@@ -113,18 +120,19 @@ func enabledList(a []string) string {
 	return strings.Join(a, ", ")
 }
 
-func (c *Config) checkAnnotationValue(key, value string) error {
+func (c *Config) parseAnnotation(key, value string, a *asked) error {
+	var err error
 	switch key {
 	case AnnotationKernel:
-		if _, err := kernel.Parse(value); err != nil {
+		if a.kernel, err = kernel.Parse(value); err != nil {
 			return invalidf("annotation %s = %s: not a known kernel variant; accepted: one of %s", key, quote(value), variantList())
 		}
 	case AnnotationCPUs:
-		if _, err := parseBounded(value, 1, c.VM.MaxCPUs); err != nil {
+		if a.cpus, err = parseBounded(value, 1, c.VM.MaxCPUs); err != nil {
 			return invalidf("annotation %s = %s: %v; accepted: an integer from 1 to vm.max_cpus (%d)", key, quote(value), err, c.VM.MaxCPUs)
 		}
 	case AnnotationMemory:
-		if _, err := parseBounded(value, MinMemoryMiB, c.VM.MaxMemoryMiB); err != nil {
+		if a.memoryMiB, err = parseBounded(value, MinMemoryMiB, c.VM.MaxMemoryMiB); err != nil {
 			return invalidf("annotation %s = %s: %v; accepted: an integer (MiB) from %d to vm.max_memory_mib (%d)", key, quote(value), err, MinMemoryMiB, c.VM.MaxMemoryMiB)
 		}
 	}
@@ -145,28 +153,4 @@ func parseBounded(s string, lo, hi int) (int, error) {
 		return 0, fmt.Errorf("out of range")
 	}
 	return int(n), nil
-}
-
-// Resources is what a sandbox VM gets.
-type Resources struct {
-	CPUs      int
-	MemoryMiB int
-}
-
-// Resources applies the sandbox's annotations to the configured VM size:
-// it runs CheckAnnotations, then io.boxlite.cpus and io.boxlite.memory_mib
-// (when present) replace vm.cpus and vm.memory_mib. Pod limits and
-// vm.overhead_memory_mib are the caller's to add.
-func (c *Config) Resources(annotations map[string]string) (Resources, error) {
-	if err := c.CheckAnnotations(annotations); err != nil {
-		return Resources{}, err
-	}
-	r := Resources{CPUs: c.VM.CPUs, MemoryMiB: c.VM.MemoryMiB}
-	if v, ok := annotations[AnnotationCPUs]; ok {
-		r.CPUs, _ = parseBounded(v, 1, c.VM.MaxCPUs)
-	}
-	if v, ok := annotations[AnnotationMemory]; ok {
-		r.MemoryMiB, _ = parseBounded(v, MinMemoryMiB, c.VM.MaxMemoryMiB)
-	}
-	return r, nil
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/boxlite/boxlite-shim/kernel"
 )
 
 func TestKnownAnnotationsSorted(t *testing.T) {
@@ -117,19 +119,76 @@ func TestCheckAnnotationsHintUsesDefaultPath(t *testing.T) {
 	wantContains(t, err, "to [annotations] enabled in "+p)
 }
 
-func TestResources(t *testing.T) {
+// TestRequest: one reading of a sandbox's annotations gives its kernel and
+// VM size: io.boxlite.* where given, a CRI pod's limits, else the config.
+func TestRequest(t *testing.T) {
+	c := Default() // cpus 1, memory 512, max 8 / 8192, overhead 64
+	c.Annotations.Enabled = []string{AnnotationWildcard}
+	pod := func(kv ...string) map[string]string {
+		m := map[string]string{AnnotationContainerType: ContainerTypeSandbox}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		name string
+		ann  map[string]string
+		want Request
+	}{
+		{"nothing: the config", nil, Request{Kernel: "lean", CPUs: 1, MemoryMiB: 512}},
+		{"io.boxlite.*", map[string]string{AnnotationCPUs: "4", AnnotationMemory: "2048", AnnotationKernel: "net"}, Request{Kernel: "net", CPUs: 4, MemoryMiB: 2048}},
+		{"pod without limits", pod(), Request{Kernel: "lean", CPUs: 1, MemoryMiB: 512}},
+		{"pod cpu rounded up", pod(AnnotationSandboxCPUQuota, "150000", AnnotationSandboxCPUPeriod, "100000"), Request{Kernel: "lean", CPUs: 2, MemoryMiB: 512}},
+		{"pod memory plus overhead", pod(AnnotationSandboxMemory, "268435456"), Request{Kernel: "lean", CPUs: 1, MemoryMiB: 256 + 64}},
+		{"pod partial MiB rounded up, then the minimum", pod(AnnotationSandboxMemory, "1048577"), Request{Kernel: "lean", CPUs: 1, MemoryMiB: MinMemoryMiB}},
+		{"pod bounded by the maxima", pod(AnnotationSandboxCPUQuota, "10000000", AnnotationSandboxCPUPeriod, "100000", AnnotationSandboxMemory, "1099511627776"), Request{Kernel: "lean", CPUs: 8, MemoryMiB: 8192}},
+		{"pod without a quota (-1)", pod(AnnotationSandboxCPUQuota, "-1", AnnotationSandboxCPUPeriod, "100000"), Request{Kernel: "lean", CPUs: 1, MemoryMiB: 512}},
+		{"io.boxlite.* wins over the pod's limits", pod(AnnotationCPUs, "3", AnnotationMemory, "1024", AnnotationSandboxCPUQuota, "150000", AnnotationSandboxCPUPeriod, "100000", AnnotationSandboxMemory, "268435456"), Request{Kernel: "lean", CPUs: 3, MemoryMiB: 1024}},
+		{"a container's limits do not size a VM", map[string]string{AnnotationContainerType: ContainerTypeContainer, AnnotationSandboxMemory: "268435456"}, Request{Kernel: "lean", CPUs: 1, MemoryMiB: 512}},
+	} {
+		r, err := c.Request(tc.ann)
+		if err != nil || r != tc.want {
+			t.Errorf("%s: %+v, %v; want %+v", tc.name, r, err, tc.want)
+		}
+	}
+	for _, bad := range []map[string]string{{AnnotationCPUs: "40"}, {AnnotationKernel: "fat"}} {
+		if _, err := c.Request(bad); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("Request(%v): %v, want invalid argument", bad, err)
+		}
+	}
+	c.Kernel.Allowed = []kernel.Name{kernel.Lean}
+	if _, err := c.Request(map[string]string{AnnotationKernel: "net"}); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "not allowed") {
+		t.Errorf("a variant the config does not allow: %v", err)
+	}
+}
+
+// TestAdmit: a container joining a pod may repeat what the pod's VM is, and
+// is refused when it asks for another kernel or size.
+func TestAdmit(t *testing.T) {
 	c := Default()
 	c.Annotations.Enabled = []string{AnnotationWildcard}
-	r, err := c.Resources(nil)
-	if err != nil || r != (Resources{CPUs: 1, MemoryMiB: 512}) {
-		t.Fatalf("Resources(nil) = %+v, %v", r, err)
-	}
-	r, err = c.Resources(map[string]string{AnnotationCPUs: "4", AnnotationMemory: "2048", AnnotationKernel: "net"})
-	if err != nil || r != (Resources{CPUs: 4, MemoryMiB: 2048}) {
-		t.Fatalf("Resources = %+v, %v", r, err)
-	}
-	_, err = c.Resources(map[string]string{AnnotationCPUs: "40"})
-	if !errors.Is(err, errdefs.ErrInvalidArgument) {
-		t.Fatalf("Resources with cpus 40: %v", err)
+	r := Request{Kernel: "net", CPUs: 2, MemoryMiB: 320}
+	for _, tc := range []struct {
+		ann  map[string]string
+		want string // "" = admitted
+	}{
+		{nil, ""},
+		{map[string]string{AnnotationKernel: "net", AnnotationCPUs: "2", AnnotationMemory: "320"}, ""},
+		{map[string]string{AnnotationKernel: "lean"}, `asks for kernel "lean"`},
+		{map[string]string{AnnotationCPUs: "4"}, "asks for io.boxlite.cpus=4, but its pod p's VM has 2"},
+		{map[string]string{AnnotationMemory: "512"}, "asks for io.boxlite.memory_mib=512"},
+		{map[string]string{AnnotationKernel: "fat"}, "not a known kernel variant"},
+	} {
+		err := r.Admit(c, "c1", "p", tc.ann)
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%v: %v", tc.ann, err)
+			}
+			continue
+		}
+		if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want %q", tc.ann, err, tc.want)
+		}
 	}
 }

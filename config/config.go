@@ -32,10 +32,14 @@ const (
 	SourceOptionsBody = "(runtime options config_body)"
 )
 
-// Limits on values. libkrun takes the vCPU count as a uint8 and memory as a
-// uint32 count of MiB; the memory ceiling is a sanity bound well inside that.
+// Limits on values. libkrun takes the vCPU count as a uint8, but its x86_64
+// MP table holds at most 254 CPUs (mptable.rs MAX_SUPPORTED_CPUS: with 255
+// krun_start_enter fails); memory is a uint32 count of MiB, and the memory
+// ceiling is a sanity bound well inside that. Each guest kernel also has
+// its own CONFIG_NR_CPUS (libkrunfw's: 16): that bound is checked where the
+// kernel is known (kernel.CheckCPUs, at the VMM's start).
 const (
-	MaxVCPUs             = 255
+	MaxVCPUs             = 254
 	MinMemoryMiB         = 128
 	MaxMemoryMiB         = 4 << 20 // 4 TiB
 	MaxOverheadMemoryMiB = 4096
@@ -175,7 +179,9 @@ cpus = 1
 # Memory of a sandbox VM in MiB: 128..max_memory_mib
 # (annotation io.boxlite.memory_mib).
 memory_mib = 512
-# Ceiling for cpus and for the annotation: 1..255.
+# Ceiling for cpus and for the annotation: 1..254 (libkrun's limit). A
+# kernel brings up at most its CONFIG_NR_CPUS (the lean kernel: 16); a
+# sandbox asking for more is refused.
 max_cpus = 8
 # Ceiling for memory_mib and for the annotation: 128..4194304.
 max_memory_mib = 8192
@@ -461,7 +467,7 @@ var acceptedValues = map[string]string{
 	"vm":                     "a table: [vm] with cpus, memory_mib, max_cpus, max_memory_mib, overhead_memory_mib, root_size_mib, console_log_max_kib",
 	"vm.cpus":                "an integer from 1 to vm.max_cpus",
 	"vm.memory_mib":          fmt.Sprintf("an integer from %d to vm.max_memory_mib", MinMemoryMiB),
-	"vm.max_cpus":            fmt.Sprintf("an integer from 1 to %d", MaxVCPUs),
+	"vm.max_cpus":            fmt.Sprintf("an integer from 1 to %d (libkrun's x86_64 MP table holds at most %d vCPUs)", MaxVCPUs, MaxVCPUs),
 	"vm.max_memory_mib":      fmt.Sprintf("an integer from %d to %d", MinMemoryMiB, MaxMemoryMiB),
 	"vm.overhead_memory_mib": fmt.Sprintf("an integer from 0 to %d", MaxOverheadMemoryMiB),
 	"vm.root_size_mib":       fmt.Sprintf("an integer from %d to %d", MinRootSizeMiB, MaxRootSizeMiB),

@@ -76,7 +76,7 @@ func writeFile(t *testing.T, dir, name string, content []byte) string {
 }
 
 // assertCacheHoldsOnly checks that the cache holds exactly one blob, sum,
-// with this content, and no temporary files.
+// with this content and its verification record, and no temporary files.
 func assertCacheHoldsOnly(t *testing.T, cacheDir, sum string, content []byte) {
 	t.Helper()
 	shaDir := filepath.Join(cacheDir, "kernels", "sha256")
@@ -92,8 +92,8 @@ func assertCacheHoldsOnly(t *testing.T, cacheDir, sum string, content []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 1 || entries[0].Name() != SOName {
-		t.Errorf("%s holds %v, want only %s (no temporary files)", dir, names(entries), SOName)
+	if len(entries) != 2 || entries[0].Name() != SOName || entries[1].Name() != SOName+".verified" {
+		t.Errorf("%s holds %v, want only %s and its record (no temporary files)", dir, names(entries), SOName)
 	}
 	got, err := os.ReadFile(filepath.Join(dir, SOName))
 	if err != nil {

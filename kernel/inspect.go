@@ -50,15 +50,42 @@ type Features struct {
 	NetNS    Tristate // CONFIG_NET_NS
 	Version  string   // kernel release from the "Linux version" banner, "" if not found
 	Method   string   // MethodIKConfig, MethodStrings or MethodUnknown
+	// TSI says whether the kernel has libkrunfw's TSI patch, which makes
+	// "tsi_hijack" (the word libkrun adds to the command line when TSI is
+	// on) a kernel parameter. A kernel without it passes the word on to
+	// init's argv, so such a kernel must never be booted with TSI. See
+	// tsiMarker.
+	TSI Tristate
+	// NRCPUs is the most CPUs the kernel brings up (CONFIG_NR_CPUS; a VM
+	// with more vCPUs runs the rest idle), 0 if unknown; NRCPUsFrom says
+	// where the number comes from.
+	NRCPUs     int
+	NRCPUsFrom string
 }
+
+// Where Features.NRCPUs comes from.
+const (
+	NRCPUsFromIKConfig  = "CONFIG_NR_CPUS in the embedded config"
+	NRCPUsFromLibkrunfw = "libkrunfw's x86_64 config (CONFIG_NR_CPUS=16 in every 5.x release; the image carries no config)"
+)
+
+// libkrunfwNRCPUs is CONFIG_NR_CPUS of libkrunfw's x86_64 kernel
+// (config-libkrunfw_x86_64, every 5.x tag). It is used for a libkrunfw
+// kernel without an embedded config, which the TSI patch identifies: only
+// libkrunfw carries it.
+const libkrunfwNRCPUs = 16
 
 func (f Features) String() string {
 	v := f.Version
 	if v == "" {
 		v = "unknown version"
 	}
-	return fmt.Sprintf("Linux %s: iptables=%s nftables=%s bridge=%s netns=%s (from %s)",
-		v, f.IPTables, f.NFTables, f.Bridge, f.NetNS, f.Method)
+	cpus := "unknown"
+	if f.NRCPUs > 0 {
+		cpus = strconv.Itoa(f.NRCPUs)
+	}
+	return fmt.Sprintf("Linux %s: iptables=%s nftables=%s bridge=%s netns=%s tsi=%s nr_cpus=%s (from %s)",
+		v, f.IPTables, f.NFTables, f.Bridge, f.NetNS, f.TSI, cpus, f.Method)
 }
 
 // Inspect reads a libkrunfw-ABI library (or a raw kernel image) and reports
@@ -86,13 +113,21 @@ func Inspect(path string) (Features, error) {
 
 func inspectBytes(data []byte) Features {
 	f := Features{Version: bannerVersion(data)}
-	if cfg, ok := findIKConfig(data); ok {
+	cfg, hasConfig := findIKConfig(data)
+	f.TSI = tsiPatch(data, hasConfig || f.Version != "")
+	if hasConfig {
 		f.Method = MethodIKConfig
 		f.IPTables = configTristate(cfg, "CONFIG_IP_NF_IPTABLES")
 		f.NFTables = configTristate(cfg, "CONFIG_NF_TABLES")
 		f.Bridge = configTristate(cfg, "CONFIG_BRIDGE")
 		f.NetNS = configTristate(cfg, "CONFIG_NET_NS")
+		if n, err := strconv.Atoi(cfg["CONFIG_NR_CPUS"]); err == nil && n > 0 {
+			f.NRCPUs, f.NRCPUsFrom = n, NRCPUsFromIKConfig
+		}
 		return f
+	}
+	if f.TSI == Yes {
+		f.NRCPUs, f.NRCPUsFrom = libkrunfwNRCPUs, NRCPUsFromLibkrunfw
 	}
 
 	found := false
@@ -176,6 +211,32 @@ func configTristate(cfg map[string]string, name string) Tristate {
 		return Yes
 	default:
 		return No
+	}
+}
+
+// --- TSI --------------------------------------------------------------------------
+
+// tsiMarker is the name of the boot parameter libkrunfw's TSI patch
+// declares (patch "tsi: allow hijacking sockets (tsi_hijack)":
+// core_param(tsi_hijack, tsi_hijack, bool, 0644)), as it is stored in the
+// kernel's read-only data, NUL-delimited: the kernel's table of parameters
+// points at it. It is exactly what decides whether the kernel consumes the
+// word libkrun appends or hands it to init. Checked on the stock libkrunfw
+// 5.5 kernel (present, beside "tsi_hijack_unix") and on the project's net
+// kernel (absent).
+var tsiMarker = []byte("\x00tsi_hijack\x00")
+
+// tsiPatch: the marker present means Yes; absent means No only where the
+// image is readable (an embedded config or the banner was found: the kernel
+// is not compressed), else Unknown.
+func tsiPatch(data []byte, readable bool) Tristate {
+	switch {
+	case bytes.Contains(data, tsiMarker):
+		return Yes
+	case readable:
+		return No
+	default:
+		return Unknown
 	}
 }
 

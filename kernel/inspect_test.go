@@ -72,7 +72,7 @@ CONFIG_LOCALVERSION="-x"
 		t.Fatal(err)
 	}
 	want := Features{IPTables: No, NFTables: Yes, Bridge: Yes, NetNS: No,
-		Version: "6.12.107-boxlite-net", Method: MethodIKConfig}
+		Version: "6.12.107-boxlite-net", Method: MethodIKConfig, TSI: No}
 	if got != want {
 		t.Errorf("Inspect = %+v\nwant      %+v", got, want)
 	}
@@ -111,12 +111,12 @@ func TestInspectStrings(t *testing.T) {
 		data []byte
 		want Features
 	}{
-		"lean":     {lean, Features{IPTables: No, NFTables: Yes, Bridge: Yes, NetNS: Yes, Version: "6.12.91", Method: MethodStrings}},
-		"net":      {net, Features{IPTables: Yes, NFTables: Yes, Bridge: Yes, NetNS: Yes, Version: "6.12.91", Method: MethodStrings}},
-		"ip6 only": {notIPv4, Features{IPTables: No, NFTables: Yes, Bridge: Yes, NetNS: Yes, Version: "6.12.91", Method: MethodStrings}},
+		"lean":     {lean, Features{IPTables: No, NFTables: Yes, Bridge: Yes, NetNS: Yes, Version: "6.12.91", Method: MethodStrings, TSI: No}},
+		"net":      {net, Features{IPTables: Yes, NFTables: Yes, Bridge: Yes, NetNS: Yes, Version: "6.12.91", Method: MethodStrings, TSI: No}},
+		"ip6 only": {notIPv4, Features{IPTables: No, NFTables: Yes, Bridge: Yes, NetNS: Yes, Version: "6.12.91", Method: MethodStrings, TSI: No}},
 		"other version": {other, Features{IPTables: Unknown, NFTables: Yes, Bridge: Yes, NetNS: Yes,
-			Version: "6.6.30", Method: MethodStrings}},
-		"bare banner": {noNS, Features{IPTables: No, NFTables: No, Bridge: No, NetNS: No, Version: "6.12.91", Method: MethodStrings}},
+			Version: "6.6.30", Method: MethodStrings, TSI: No}},
+		"bare banner": {noNS, Features{IPTables: No, NFTables: No, Bridge: No, NetNS: No, Version: "6.12.91", Method: MethodStrings, TSI: No}},
 		"marker, no banner": {join(randomBytes(7, 100), []byte("\x00nf_tables\x00")),
 			Features{NFTables: Yes, Method: MethodStrings}},
 	} {
@@ -132,14 +132,49 @@ func TestInspectStrings(t *testing.T) {
 	}
 }
 
+// The TSI patch is told by its boot parameter's name, NUL-delimited, in a
+// readable image; NR_CPUS comes from the embedded config, else (a libkrunfw
+// kernel: it has the TSI patch) from libkrunfw's known config.
+func TestInspectTSIAndCPUs(t *testing.T) {
+	banner := []byte("\x00Linux version 6.12.91 (root@libkrunfw) #1 SMP\x00")
+	param := []byte("\x00tsi_hijack_unix\x00tsi_hijack\x00")
+	for name, tc := range map[string]struct {
+		data       []byte
+		tsi        Tristate
+		nrCPUs     int
+		nrCPUsFrom string
+	}{
+		"libkrunfw":            {join(randomBytes(1, 500), banner, param), Yes, 16, NRCPUsFromLibkrunfw},
+		"only tsi_hijack_unix": {join(banner, []byte("\x00tsi_hijack_unix\x00")), No, 0, ""},
+		"in a longer string":   {join(banner, []byte("\x00no_tsi_hijack\x00tsi_hijacked\x00")), No, 0, ""},
+		"no patch, banner":     {join(randomBytes(2, 500), banner), No, 0, ""},
+		"config": {join(banner, ikconfigBlob(t, "CONFIG_NR_CPUS=64\nCONFIG_NET_NS=y\n")),
+			No, 64, NRCPUsFromIKConfig},
+		"config and patch": {join(param, ikconfigBlob(t, "CONFIG_NR_CPUS=8\n")), Yes, 8, NRCPUsFromIKConfig},
+		"unreadable":       {randomBytes(3, 500), Unknown, 0, ""},
+		"patch, no banner": {join(randomBytes(4, 500), param), Yes, 16, NRCPUsFromLibkrunfw},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := Inspect(writeTemp(t, tc.data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.TSI != tc.tsi || got.NRCPUs != tc.nrCPUs || got.NRCPUsFrom != tc.nrCPUsFrom {
+				t.Errorf("TSI=%v NRCPUs=%d (%q), want TSI=%v NRCPUs=%d (%q)", got.TSI, got.NRCPUs, got.NRCPUsFrom, tc.tsi, tc.nrCPUs, tc.nrCPUsFrom)
+			}
+		})
+	}
+}
+
 func TestInspectNothing(t *testing.T) {
 	for name, data := range map[string][]byte{
 		"random": randomBytes(8, 1<<16),
 		"empty":  nil,
-		// A compressed kernel: nothing readable.
+		// A compressed kernel: nothing readable. (Go 1.27's default level
+		// stores so short an input as it is: the best level codes it.)
 		"gzip": func() []byte {
 			var b bytes.Buffer
-			zw := gzip.NewWriter(&b)
+			zw, _ := gzip.NewWriterLevel(&b, gzip.BestCompression)
 			zw.Write([]byte("Linux version 6.12.1 \x00nf_tables\x00"))
 			zw.Close()
 			return b.Bytes()
@@ -172,13 +207,22 @@ func TestInspectRealKernels(t *testing.T) {
 	for _, tc := range []struct {
 		variant  Name
 		iptables Tristate
+		// The stock libkrunfw kernel has the TSI patch and no embedded
+		// config (its NR_CPUS is libkrunfw's known 16); the net kernel has
+		// no TSI patch and says CONFIG_NR_CPUS=64 in its config.
+		tsi        Tristate
+		nrCPUs     int
+		nrCPUsFrom string
 	}{
-		{Lean, No},
-		{Net, Yes},
+		{Lean, No, Yes, 16, NRCPUsFromLibkrunfw},
+		{Net, Yes, No, 64, NRCPUsFromIKConfig},
 	} {
 		t.Run(string(tc.variant), func(t *testing.T) {
 			path := filepath.Join(deps, "kernels", string(tc.variant), SOName)
 			if _, err := os.Stat(path); err != nil {
+				if os.Getenv("BOXLITE_REQUIRE_BLOBS") != "" { // make test: deps ran
+					t.Fatalf("%s is missing (run `make deps` to provision it): %v", path, err)
+				}
 				t.Skipf("%s is missing (run `make deps` to provision it): %v", path, err)
 			}
 			got, err := Inspect(path)
@@ -194,6 +238,9 @@ func TestInspectRealKernels(t *testing.T) {
 			}
 			if got.Version == "" {
 				t.Errorf("%s: no kernel version found", tc.variant)
+			}
+			if got.TSI != tc.tsi || got.NRCPUs != tc.nrCPUs || got.NRCPUsFrom != tc.nrCPUsFrom {
+				t.Errorf("%s: TSI=%v NRCPUs=%d (%s), want TSI=%v NRCPUs=%d (%s)", tc.variant, got.TSI, got.NRCPUs, got.NRCPUsFrom, tc.tsi, tc.nrCPUs, tc.nrCPUsFrom)
 			}
 			if tc.variant == Net && got.Method != MethodIKConfig {
 				t.Errorf("net: Method = %q, want %q (the net kernel is built with CONFIG_IKCONFIG)", got.Method, MethodIKConfig)

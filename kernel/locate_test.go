@@ -232,7 +232,7 @@ func TestSelectAndLocate(t *testing.T) {
 	cache := filepath.Join(dir, "cache")
 
 	// The default, lean, comes from its configured path; no net blob exists.
-	src, err := SelectAndLocate(nil, p, cache)
+	src, err := selectAndLocate(nil, p, cache)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,14 +240,22 @@ func TestSelectAndLocate(t *testing.T) {
 		t.Errorf("SelectAndLocate(nil) = %+v", src)
 	}
 	// net is allowed but not available: an error, never lean instead.
-	src, err = SelectAndLocate(map[string]string{Annotation: "net"}, p, cache)
+	src, err = selectAndLocate(map[string]string{Annotation: "net"}, p, cache)
 	if !errdefs.IsNotFound(err) || src != (Source{}) {
 		t.Errorf("SelectAndLocate(net) = %+v, %v; want ErrNotFound", src, err)
 	}
 	// A disallowed variant is refused before availability is looked at.
 	p.Allowed = []Name{Lean}
-	_, err = SelectAndLocate(map[string]string{Annotation: "net"}, p, cache)
+	_, err = selectAndLocate(map[string]string{Annotation: "net"}, p, cache)
 	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "not allowed") {
 		t.Errorf("SelectAndLocate(net) with allowed [lean] = %v; want a not-allowed error", err)
 	}
+}
+
+func selectAndLocate(ann map[string]string, p Policy, cacheDir string) (Source, error) {
+	n, err := Select(ann, p)
+	if err != nil {
+		return Source{}, err
+	}
+	return Locate(n, p, cacheDir)
 }

@@ -13,8 +13,21 @@ import (
 // Select does not check availability (Locate does) and never substitutes
 // one variant for another.
 func Select(annotations map[string]string, p Policy) (Name, error) {
-	v := annotations[Annotation]
-	if v == "" {
+	v, ok := annotations[Annotation]
+	if !ok || v == "" {
+		return Choose("", p)
+	}
+	n, err := Parse(v)
+	if err != nil {
+		return "", errorf(errdefs.ErrInvalidArgument, "annotation %s: %w", Annotation, err)
+	}
+	return Choose(n, p)
+}
+
+// Choose is Select for a variant already parsed: asked, or "" for none
+// (p.Default then). It checks the variant against p.
+func Choose(asked Name, p Policy) (Name, error) {
+	if asked == "" {
 		if p.Default == "" {
 			return "", errorf(errdefs.ErrInvalidArgument, "sandbox has no %s annotation and the configuration sets no default kernel variant; set [kernel] default", Annotation)
 		}
@@ -27,21 +40,8 @@ func Select(annotations map[string]string, p Policy) (Name, error) {
 		}
 		return n, nil
 	}
-	n, err := Parse(v)
-	if err != nil {
-		return "", errorf(errdefs.ErrInvalidArgument, "annotation %s: %w", Annotation, err)
+	if !p.Allows(asked) {
+		return "", errorf(errdefs.ErrInvalidArgument, "annotation %s: kernel variant %s is not allowed by configuration (allowed: %s); add it to [kernel] allowed", Annotation, asked, joinNames(p.Allowed))
 	}
-	if !p.Allows(n) {
-		return "", errorf(errdefs.ErrInvalidArgument, "annotation %s: kernel variant %s is not allowed by configuration (allowed: %s); add it to [kernel] allowed", Annotation, n, joinNames(p.Allowed))
-	}
-	return n, nil
-}
-
-// SelectAndLocate is Select, then Locate of the chosen variant.
-func SelectAndLocate(annotations map[string]string, p Policy, cacheDir string) (Source, error) {
-	n, err := Select(annotations, p)
-	if err != nil {
-		return Source{}, err
-	}
-	return Locate(n, p, cacheDir)
+	return asked, nil
 }

@@ -2,8 +2,11 @@
 // build embeds (Go build tags kernel_lean, kernel_net; see embed_*.go and
 // kernel/pack), extraction and SHA-256 verification of embedded blobs into a
 // content-addressed cache, locating a variant's file (a configured path wins
-// over the embedded blob), and the choice of a variant from a sandbox's
-// annotations under the configured policy.
+// over the embedded blob), the choice of a variant from a sandbox's
+// annotations under the configured policy, and what a blob's guest kernel
+// offers (Inspect, InspectCapabilities: its embedded config, else strings or
+// the kallsyms table of the uncompressed image; Inspect also tells
+// libkrunfw's TSI patch and the most CPUs the kernel brings up).
 //
 // It never substitutes one variant for another: a variant that is not allowed
 // or not available is an error that says what is available and what to change.

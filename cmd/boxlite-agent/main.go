@@ -1,9 +1,15 @@
 // Command boxlite-agent is the guest agent of a boxlite micro-VM: the VM's
-// workload (PID 1), it serves the agent API (runtime/agent/api) on vsock and
-// runs the pod's containers inside the guest.
+// workload, it serves the agent API (runtime/agent/api) on vsock and runs the
+// pod's containers inside the guest.
 //
 //	boxlite-agent [-vsock-port 1024] [-cgroup-root /sys/fs/cgroup/boxlite] [-init auto|yes|no]
-//	              [-network FILE]
+//	              [-network FILE] [-ready-port PORT]
+//
+// These five flags are the agent's own; any other word (not starting with
+// "-") is ignored and logged: libkrun's init hands the agent the kernel
+// command-line words the guest kernel did not know, before its arguments
+// ("tsi_hijack" from a kernel without libkrunfw's TSI patch). See
+// guest.ParseFlags.
 //
 // Listening: on AF_VSOCK, port -vsock-port; when LISTEN_FDS is set (the libkrun
 // test double, which runs the agent as a host process, passes the bridge's
@@ -17,10 +23,16 @@
 // SIGTERM or SIGINT make it kill its containers, clean up and exit 0, as
 // the Shutdown call does.
 //
-// As init (PID 1, or -init yes) it makes the mount tree private, mounts /proc,
-// /sys, /dev, /sys/fs/cgroup and /tmp where they are missing, and reaps every
-// process of the guest. Otherwise it makes itself a child subreaper, so that
-// the orphans of its containers still come back to it.
+// -init auto (the default) decides from the agent's place in its PID
+// namespace (guest.DecideRole): as PID 1 it is the guest's init; as a child
+// of PID 1 it is the workload of the guest's init, which is how libkrun runs
+// it (init.krun forks it, having mounted /dev, /proc, /sys and
+// /sys/fs/cgroup, made / rshared, and nothing for /tmp), and how the libkrun
+// test double runs it. In both it makes / rslave and mounts /proc, /sys,
+// /dev, /sys/fs/cgroup and a tmpfs on /tmp where they are missing; as init
+// it reaps every process of the guest, otherwise it makes itself a child
+// subreaper, so that the orphans of its containers still come back to it.
+// -init no does no mounts (a child subreaper), -init yes does them anyway.
 //
 // Containers are started through re-executions of this binary: the hidden
 // subcommands "init-container" and "exec-process" (package
@@ -33,7 +45,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log"
 	"os"
@@ -59,33 +70,24 @@ func main() {
 	log.SetFlags(log.Lmicroseconds)
 	log.SetPrefix("boxlite-agent: ")
 
-	port := flag.Uint("vsock-port", 1024, "vsock port to serve the agent API on")
-	cgroupRoot := flag.String("cgroup-root", "/sys/fs/cgroup/boxlite", "cgroup v2 directory under which each container gets its leaf")
-	initMode := flag.String("init", "auto", "act as the guest's init (mount /proc, /sys, /dev, cgroup2, /tmp): auto (when PID 1), yes, no")
-	network := flag.String("network", "", "JSON file describing the guest's network interface (runtime/podnet)")
-	flag.Parse()
-	if flag.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "boxlite-agent: unexpected arguments %q\n", flag.Args())
+	flags, ignored, err := guest.ParseFlags(os.Args[1:])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "boxlite-agent: %v\n", err)
 		os.Exit(2)
 	}
-
-	var asInit bool
-	switch *initMode {
-	case "auto":
-		asInit = os.Getpid() == 1
-	case "yes":
-		asInit = true
-	case "no":
-	default:
-		log.Fatalf("-init %q: want auto, yes or no", *initMode)
+	if len(ignored) > 0 {
+		log.Printf("ignoring arguments that are not the agent's (kernel command-line words passed on by the guest's init): %q", ignored)
 	}
-
-	var warnings []string
-	if asInit {
-		warnings = guest.SetupGuest()
+	role, err := guest.DecideRole(flags.Init, os.Getpid(), os.Getppid())
+	if err != nil {
+		log.Fatalf("%v", err)
 	}
-	if *network != "" {
-		iface, err := podnet.ReadFile(*network)
+	warnings, err := guest.Prepare(role)
+	if err != nil {
+		log.Fatalf("%v", err)
+	}
+	if flags.Network != "" {
+		iface, err := podnet.ReadFile(flags.Network)
 		if err == nil {
 			err = podnet.Configure(iface)
 		}
@@ -94,21 +96,16 @@ func main() {
 		}
 		log.Printf("network: %s up with %v (MTU %d)", iface.MAC, iface.Addrs, iface.MTU)
 	}
-	if os.Getpid() != 1 {
-		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-			log.Fatalf("become child subreaper: %v", err)
-		}
-	}
 	// Catch, never ignore, the signals that would end a plain process: an
 	// ignored disposition would be inherited by every container process.
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGPIPE, syscall.SIGTERM, syscall.SIGINT)
 
-	l, err := guest.Listen(uint32(*port))
+	l, err := guest.Listen(uint32(flags.VsockPort))
 	if err != nil {
 		log.Fatalf("listen: %v", err)
 	}
-	a, err := guest.New(*cgroupRoot, warnings)
+	a, err := guest.New(flags.CgroupRoot, warnings)
 	if err != nil {
 		log.Fatalf("%v", err)
 	}
@@ -123,9 +120,15 @@ func main() {
 			log.Printf("ignoring signal %v", s)
 		}
 	}()
-	log.Printf("serving on %s (port %d), %s, pid %d", l.Addr(), *port, a.Environment(), os.Getpid())
+	log.Printf("serving on %s (port %d), %s, pid %d, %s", l.Addr(), flags.VsockPort, a.Environment(), os.Getpid(), role)
 	for _, w := range a.Warnings() {
 		log.Printf("warning: %s", w)
+	}
+	if flags.ReadyPort != 0 {
+		// The listener is up: connections queue until Serve accepts them.
+		if err := guest.SignalReady(uint32(flags.ReadyPort)); err != nil {
+			log.Fatalf("announcing readiness: %v", err)
+		}
 	}
 	code := a.Serve(context.Background(), l)
 	os.Exit(code)

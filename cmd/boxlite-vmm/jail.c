@@ -14,7 +14,8 @@
  *      its own PID namespace (libkrun's virtio-fs needs /proc/self/fd); and
  *      /dev/kvm (and /dev/net/tun with -net-tap) bound from the host;
  *   3. loads the kernel library (-krunfw) and libkrun (-libkrun), refuses the
- *      test double unless -allow-test-double, and creates the libkrun context
+ *      test double unless -allow-test-double, refuses a libkrun too old for
+ *      the staged kernels (krunver.c), and creates the libkrun context
  *      (libkrun dlopens libkrunfw.so.5 in krun_create_ctx: before the pivot);
  *   4. pivot_root()s into DIR and drops the old root: the host's tree is gone;
  *   5. keeps only the capabilities libkrun's virtio-fs uses on behalf of the
@@ -25,7 +26,8 @@
  *
  * Exit codes on failure (stderr says why): 2 usage, 3 libkrun not available,
  * 4 the test double without -allow-test-double, 5 a krun_* call failed, 6 the
- * kernel library cannot be loaded, 7 the jail cannot be set up.
+ * kernel library cannot be loaded, 7 the jail cannot be set up, 8 libkrun is
+ * too old for the staged kernels (or its version cannot be told well enough).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -48,6 +50,7 @@
 #include <unistd.h>
 
 #include "jail.h"
+#include "krunver.h"
 
 struct boxlite_jail boxlite_jail;
 
@@ -84,7 +87,7 @@ struct jailflags {
 
 static bool boolflag(const char *name)
 {
-	return strcmp(name, "probe") == 0 || strcmp(name, "allow-test-double") == 0;
+	return strcmp(name, "probe") == 0 || strcmp(name, "allow-test-double") == 0 || strcmp(name, "no-tsi") == 0;
 }
 
 static void parse(int argc, char **argv, struct jailflags *f)
@@ -189,6 +192,10 @@ static void load(const struct jailflags *f)
 		boxlite_jail.test_double = 1;
 		fprintf(stderr, "boxlite-vmm: WARNING: %s is the libkrun test double: the workload runs as a host process, not in a VM\n", f->libkrun);
 	}
+	struct boxlite_krunver v;
+	boxlite_krunver_detect(h, &v);
+	if (!v.supported) die(8, "unsupported libkrun %s: %s", file, v.problem);
+	fprintf(stderr, "boxlite-vmm: libkrun %s (%s)\n", v.version, v.detection);
 	int32_t (*set_log_level)(uint32_t) = (int32_t (*)(uint32_t))dlsym(h, "krun_set_log_level");
 	int32_t (*create_ctx)(void) = (int32_t (*)(void))dlsym(h, "krun_create_ctx");
 	if (!set_log_level || !create_ctx)

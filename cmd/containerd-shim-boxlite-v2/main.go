@@ -3,8 +3,8 @@
 // runtime names io.boxlite.v2 and io.containerd.boxlite.v2.
 //
 // Besides containerd's protocol (start, delete, -info, -v) it answers a few
-// operator commands: `kernels` lists the kernel variants it can boot and
-// `check` is a node preflight.
+// operator commands: `kernels` lists the kernel variants it can boot and how
+// each guest kernel is hardened, and `check` is a node preflight.
 package main
 
 import (

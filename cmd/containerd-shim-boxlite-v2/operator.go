@@ -31,6 +31,7 @@ func operatorCommand(name string, args []string) int {
 	case "kernels":
 		rows := preflight.Kernels(cfg)
 		preflight.PrintKernels(os.Stdout, rows)
+		printHardening(os.Stdout, rows)
 		for _, r := range rows {
 			if r.Err == nil {
 				return 0

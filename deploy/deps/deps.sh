@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # deploy/deps/deps.sh — provision BoxLite's build/test dependencies into a cache.
 #
-#   deploy/deps/deps.sh [all|tools|critest|busybox|runc|lean|net|qemu-proof ...]
+#   deploy/deps/deps.sh [all|tools|critest|busybox|runc|lean|net|qemu-proof|qemu-engine|vulndb ...]
 #
 # Cache: ${BOXLITE_DEPS:-/var/cache/boxlite-deps}
 #   bin/{containerd,ctr,containerd-shim-runc-v2,crictl,runc,krunfw-probe}
@@ -10,7 +10,11 @@
 #   busybox/busybox                       static busybox (test images, QEMU initramfs)
 #   kernels/{lean,net}/libkrunfw.so.5     kernel variants in the libkrunfw ABI
 #   kernels/net/{vmlinux,config,qemu-proof.log}
+#   qemu-engine/vhost-device-vsock        sid's vhost-user vsock backend, for the
+#                                         emulated engine test/libkrun-qemu (with
+#                                         bookworm's QEMU and its virtiofsd)
 #   kernels/manifest.tsv                  variant  sha256  source  version
+#   vulndb/osv/GO-*.json                  Go vulnerability database (govulncheck -db)
 #   manifest.tsv                          name  version  sha256  path
 #
 # Every step checks its outputs against the recorded SHA-256 first and is
@@ -18,8 +22,8 @@
 # under temporary names and renamed into place, so an interrupted run leaves
 # nothing half-written behind; just run it again.
 #
-# Debian packages that are not part of this system's release (sid's libkrunfw5,
-# trixie's linux source) are only downloaded (apt-get download / apt-get
+# Debian packages that are not part of this system's release (sid's libkrunfw5
+# and vhost-device-vsock, trixie's linux source) are only downloaded (apt-get download / apt-get
 # source --download-only) through a private apt configuration under
 # $DEPS/apt and unpacked with dpkg -x; they are never installed. Build tools
 # from the system's own release are installed with apt-get when missing.
@@ -41,6 +45,8 @@ ROOT=$(cd "$HERE/../.." && pwd)
 KCONF_DIR=$ROOT/deploy/kernel
 
 DEPS=${BOXLITE_DEPS:-/var/cache/boxlite-deps}
+# The Go the project builds with (go.mod needs 1.27); the tools take it too.
+export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3}
 JOBS=${BOXLITE_JOBS:-2}
 NICE=${BOXLITE_NICE:-10}
 
@@ -53,12 +59,20 @@ REGISTRY_MODULE=github.com/distribution/distribution/v3
 REGISTRY_VERSION=v3.1.2
 CNI_MODULE=github.com/containernetworking/plugins
 CNI_VERSION=v1.10.0
+VULN_MODULE=golang.org/x/vuln
+VULN_VERSION=v1.9.0
+# The Go vulnerability database, as the module proxy serves it: the public
+# database service cannot be reached from here, so govulncheck reads a copy.
+VULNDB_MODULE=golang.org/x/vulndb
+VULNDB_VERSION=v0.0.0-20261105234957-e22db6528018
 LEAN_PACKAGE=libkrunfw5
 LEAN_SUITE=sid
+VSOCK_PACKAGE=vhost-device-vsock # sid, like libkrunfw5 (one private apt configuration)
+VIRTIOFSD=/usr/lib/qemu/virtiofsd # bookworm's qemu-system-common
 LINUX_SUITE=trixie
 BOOKWORM_PACKAGES_SUITE=bookworm # busybox-static, runc
 
-STEPS_ALL=(tools critest busybox runc lean net qemu-proof)
+STEPS_ALL=(tools critest busybox runc lean net qemu-proof qemu-engine vulndb)
 
 # --- output helpers -----------------------------------------------------------
 
@@ -334,13 +348,24 @@ tool_list() { # name<TAB>package@version<TAB>gobin-subdir
 		bridge "$CNI_MODULE/plugins/main/bridge@$CNI_VERSION" cni/bin \
 		host-local "$CNI_MODULE/plugins/ipam/host-local@$CNI_VERSION" cni/bin \
 		loopback "$CNI_MODULE/plugins/main/loopback@$CNI_VERSION" cni/bin \
-		portmap "$CNI_MODULE/plugins/meta/portmap@$CNI_VERSION" cni/bin
+		portmap "$CNI_MODULE/plugins/meta/portmap@$CNI_VERSION" cni/bin \
+		govulncheck "$VULN_MODULE/cmd/govulncheck@$VULN_VERSION" bin
+}
+
+# tool_version NAME PKG: the version recorded for a tool: the module's, and
+# for govulncheck also the Go it is built with (it must be at least the Go of
+# the code it reads).
+tool_version() {
+	case $1 in
+	govulncheck) echo "${2#*@}+$(go env GOVERSION)" ;;
+	*) echo "${2#*@}" ;;
+	esac
 }
 
 verify_tools() {
 	local name pkg dir
 	while IFS=$'\t' read -r name pkg dir; do
-		manifest_ok "$name" "${pkg#*@}" "$DEPS/$dir/$name" || return 1
+		manifest_ok "$name" "$(tool_version "$name" "$pkg")" "$DEPS/$dir/$name" || return 1
 	done < <(tool_list)
 }
 
@@ -352,7 +377,7 @@ do_tools() {
 	rm -rf "$DEPS"/bin/.stage.* "$DEPS"/cni/bin/.stage.* # left by an interrupted run
 	local name pkg dir
 	while IFS=$'\t' read -r name pkg dir; do
-		if manifest_ok "$name" "${pkg#*@}" "$DEPS/$dir/$name"; then
+		if manifest_ok "$name" "$(tool_version "$name" "$pkg")" "$DEPS/$dir/$name"; then
 			log "tools: $name ${pkg#*@} ok"
 			continue
 		fi
@@ -374,7 +399,7 @@ do_tools() {
 		[ -x "$stage/$name" ] || die "go install $pkg produced no $name"
 		mv -f "$stage/$name" "$DEPS/$dir/$name"
 		rmdir "$stage"
-		manifest_record "$name" "${pkg#*@}" "$DEPS/$dir/$name"
+		manifest_record "$name" "$(tool_version "$name" "$pkg")" "$DEPS/$dir/$name"
 		log "tools: $name ${pkg#*@} installed"
 	done < <(tool_list)
 }
@@ -527,7 +552,7 @@ do_lean() {
 
 # --- step: net (trixie linux source + our kconfig, bundled by our bundler) ------------
 
-FRAGMENTS=("$KCONF_DIR/libkrun-guest.config" "$KCONF_DIR/net-overlay.config")
+FRAGMENTS=("$KCONF_DIR/libkrun-guest.config" "$KCONF_DIR/lean-parity.config" "$KCONF_DIR/net-overlay.config")
 
 # net_inputs_hash: what the net kernel is made from (kconfig, bundler, ABI version).
 net_inputs_hash() {
@@ -659,7 +684,7 @@ do_net() {
 	local obj=$DEPS/build/net-$ver
 	local kmake=(make -C "$tree" O="$obj" ARCH=x86_64)
 	mkdir -p "$obj"
-	log "net: configuring (allnoconfig + libkrun-guest.config + net-overlay.config)"
+	log "net: configuring (allnoconfig$(printf ' + %s' "${FRAGMENTS[@]##*/}"))"
 	(cd "$tree" && ARCH=x86_64 scripts/kconfig/merge_config.sh -n -O "$obj" "${FRAGMENTS[@]}") \
 		>"$DEPS/logs/net-config.log" 2>&1 || {
 		tail -n 30 "$DEPS/logs/net-config.log" >&2
@@ -715,7 +740,7 @@ do_qemu-proof() {
 	ensure_pkgs qemu-system-x86 cpio gzip
 	local d=$DEPS/kernels/net work
 	work=$(mktemp -d "$DEPS/build/qemu-proof.XXXXXX")
-	mkdir -p "$work/root/bin" "$work/root/proc" "$work/root/sys" "$work/root/dev"
+	mkdir -p "$work/root/bin" "$work/root/proc" "$work/root/sys" "$work/root/dev" "$work/root/mnt"
 	cp "$DEPS/busybox/busybox" "$work/root/bin/busybox"
 	cat >"$work/root/init" <<'EOF'
 #!/bin/busybox sh
@@ -727,6 +752,19 @@ if [ -e /proc/net/ip_tables_names ]; then ipt=present; else ipt=absent; fi
 tables=$(tr '\n' ',' </proc/net/ip_tables_names 2>/dev/null)
 cfg=$(zcat /proc/config.gz 2>/dev/null | grep -E '^CONFIG_(IP_NF_IPTABLES|NF_TABLES|BRIDGE|NET_NS|VETH)=' | tr '\n' ' ')
 echo "BOXLITE-QEMU-PROOF ip_tables=$ipt tables=[${tables}] config: ${cfg}"
+# Some of what lean-parity.config adds, used from inside the guest.
+feat=""
+mount -t cgroup2 cgroup2 /sys/fs/cgroup && feat="$feat cgroup2"
+mkdir -p /mnt/hugetlbfs && mount -t hugetlbfs hugetlbfs /mnt/hugetlbfs && feat="$feat hugetlbfs"
+mount -t securityfs securityfs /sys/kernel/security && feat="$feat securityfs"
+mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc && feat="$feat binfmt_misc"
+[ -e /proc/$$/task/$$/children ] && feat="$feat proc-children"
+[ -e /sys/kernel/mm/transparent_hugepage/enabled ] && feat="$feat thp"
+ip link add bxdummy0 type dummy && feat="$feat dummy"
+echo "BOXLITE-QEMU-PROOF features=[$feat ] cgroup-controllers=[$(cat /sys/fs/cgroup/cgroup.controllers) ]"
+for f in /sys/devices/system/cpu/vulnerabilities/*; do
+	echo "BOXLITE-QEMU-PROOF vulnerability ${f##*/}: $(cat "$f")"
+done
 echo "BOXLITE-QEMU-PROOF done"
 reboot -f
 EOF
@@ -749,6 +787,11 @@ EOF
 	grep -q "BOXLITE-QEMU-PROOF uname-r=$rel\$" "$d/qemu-proof.log" || fail+=("no marker with uname -r = $rel")
 	grep -q "BOXLITE-QEMU-PROOF ip_tables=present" "$d/qemu-proof.log" || fail+=("/proc/net/ip_tables_names missing")
 	grep -q "CONFIG_IP_NF_IPTABLES=y" "$d/qemu-proof.log" || fail+=("/proc/config.gz lacks CONFIG_IP_NF_IPTABLES=y")
+	local f
+	for f in cgroup2 hugetlbfs securityfs binfmt_misc proc-children thp dummy; do
+		grep -q "BOXLITE-QEMU-PROOF features=\[.* $f " "$d/qemu-proof.log" || fail+=("$f does not work in the guest")
+	done
+	grep -q "BOXLITE-QEMU-PROOF .*cgroup-controllers=\[.*hugetlb" "$d/qemu-proof.log" || fail+=("no hugetlb cgroup controller")
 	grep -q "BOXLITE-QEMU-PROOF done" "$d/qemu-proof.log" || fail+=("/init did not finish")
 	if [ "${#fail[@]}" -gt 0 ]; then
 		tail -n 30 "$d/qemu-proof.log" >&2
@@ -757,6 +800,44 @@ EOF
 	grep 'BOXLITE-QEMU-PROOF' "$d/qemu-proof.log" | sed 's/^/  /' >&2
 	cp "$d/vmlinux.sha256" "$d/qemu-proof.ok"
 	log "qemu-proof: booted and verified in $((SECONDS - t0))s (qemu exit $rc); transcript: $d/qemu-proof.log"
+}
+
+# --- step: qemu-engine (what test/libkrun-qemu runs: QEMU, virtiofsd, vsock) ------
+
+# The emulated engine boots the kernel blobs under bookworm's qemu-system-x86
+# (installed), with bookworm's C virtiofsd (in qemu-system-common) and sid's
+# vhost-device-vsock, which is only downloaded and unpacked (it runs on
+# bookworm's glibc: it needs at most GLIBC_2.34 and libgcc_s).
+VSOCK_BIN=$DEPS/qemu-engine/vhost-device-vsock
+
+verify_qemu-engine() {
+	command -v qemu-system-x86_64 >/dev/null || return 1
+	[ -x "$VIRTIOFSD" ] || return 1
+	local line
+	line=$(tsv_get "$DEPS/manifest.tsv" "$VSOCK_PACKAGE")
+	[ -n "$line" ] || return 1
+	manifest_ok "$VSOCK_PACKAGE" "$(cut -f2 <<<"$line")" "$VSOCK_BIN" || return 1
+	"$VSOCK_BIN" --version >/dev/null 2>&1
+}
+
+do_qemu-engine() {
+	ensure_pkgs qemu-system-x86
+	[ -x "$VIRTIOFSD" ] || die "$VIRTIOFSD is missing: this system's qemu-system-common does not ship the C virtiofsd (Debian 12 does)"
+	local deb tmp bin
+	deb=$(apt_download "$VSOCK_PACKAGE/$LEAN_SUITE")
+	tmp=$(mktemp -d "$DEPS/downloads/.x.XXXXXX")
+	dpkg -x "$deb" "$tmp"
+	bin=$(find "$tmp" -path "*/bin/vhost-device-vsock" -type f | head -n1)
+	[ -n "$bin" ] || {
+		rm -rf "$tmp"
+		die "$deb holds no vhost-device-vsock"
+	}
+	install_atomic "$bin" "$VSOCK_BIN"
+	rm -rf "$tmp"
+	"$VSOCK_BIN" --version >/dev/null 2>&1 ||
+		die "$VSOCK_BIN does not run here (ldd: $(ldd "$VSOCK_BIN" 2>&1 | grep -i 'not found\|version' | tr '\n' ' '))"
+	manifest_record "$VSOCK_PACKAGE" "$(deb_version "$deb")" "$VSOCK_BIN"
+	log "qemu-engine: $(qemu-system-x86_64 --version | head -n1); $VIRTIOFSD; $VSOCK_PACKAGE $(deb_version "$deb") → $VSOCK_BIN"
 }
 
 # --- main ------------------------------------------------------------------------------
@@ -784,6 +865,32 @@ run_step() {
 	exec {lockfd}>&-
 }
 
+# --- step: vulndb (the Go vulnerability database, for govulncheck) ----------
+
+verify_vulndb() {
+	local d=$DEPS/vulndb
+	[ -f "$d/version" ] && [ "$(cat "$d/version")" = "$VULNDB_VERSION" ] &&
+		[ -f "$d/osv.sha256" ] && [ "$(vulndb_hash "$d/osv")" = "$(cat "$d/osv.sha256")" ]
+}
+# vulndb_hash DIR: one SHA-256 over the names and contents of DIR's entries.
+vulndb_hash() { (cd "$1" && find . -type f -name '*.json' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1); }
+do_vulndb() {
+	command -v go >/dev/null || die "go is not on PATH"
+	local dir
+	dir=$(cd "$DEPS/build" && GOFLAGS=-mod=mod go mod download -json "$VULNDB_MODULE@$VULNDB_VERSION" | awk -F'"' '/"Dir":/ {print $4}')
+	[ -d "$dir/data/osv" ] || die "vulndb: $VULNDB_MODULE@$VULNDB_VERSION has no data/osv"
+	local stage
+	stage=$(mktemp -d "$DEPS/vulndb.stage.XXXXXX")
+	mkdir -p "$stage/osv"
+	cp "$dir"/data/osv/*.json "$stage/osv/"
+	chmod -R u+w "$stage"
+	vulndb_hash "$stage/osv" >"$stage/osv.sha256"
+	echo "$VULNDB_VERSION" >"$stage/version"
+	rm -rf "$DEPS/vulndb"
+	mv "$stage" "$DEPS/vulndb"
+	log "vulndb: $(ls "$DEPS/vulndb/osv" | wc -l) entries of $VULNDB_MODULE@$VULNDB_VERSION"
+}
+
 usage() {
 	sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
@@ -795,7 +902,7 @@ main() {
 	for a in "$@"; do
 		case $a in
 		all) steps+=("${STEPS_ALL[@]}") ;;
-		tools | critest | busybox | runc | lean | net | qemu-proof) steps+=("$a") ;;
+		tools | critest | busybox | runc | lean | net | qemu-proof | qemu-engine | vulndb) steps+=("$a") ;;
 		-h | --help | help) usage ;;
 		*)
 			echo "unknown step: $a (steps: all ${STEPS_ALL[*]})" >&2
@@ -803,7 +910,7 @@ main() {
 			;;
 		esac
 	done
-	mkdir -p "$DEPS"/{bin,cni/bin,busybox,kernels/lean,kernels/net,logs,locks,build,downloads}
+	mkdir -p "$DEPS"/{bin,cni/bin,busybox,kernels/lean,kernels/net,qemu-engine,logs,locks,build,downloads}
 	local t0=$SECONDS s
 	for s in "${steps[@]}"; do run_step "$s"; done
 	log "all requested steps verified in $((SECONDS - t0))s: ${steps[*]} (cache: $DEPS)"

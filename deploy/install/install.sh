@@ -5,6 +5,14 @@
 #
 #   install.sh install   [--root DIR] [--bin DIR] [--restart]
 #   install.sh uninstall [--root DIR] [--restart]
+#   install.sh verify
+#
+# It runs from its place in a repository checkout (deploy/install/install.sh,
+# binaries from `make` in bin/) or in an unpacked release (`make release`: the
+# same layout, plus VERSION and SHA256SUMS at the top). In a release, install
+# first checks every file SHA256SUMS lists, and that each file it installs is
+# listed (the binaries of --bin too, against bin/NAME), and refuses with the
+# list of what does not match; `verify` does only that check.
 #
 # install places, under ROOT (default /):
 #   usr/local/bin/containerd-shim-boxlite-v2, boxlite-vmm, boxlite-agent   (from --bin)
@@ -35,10 +43,11 @@ usage() {
 	cat <<EOF
 usage: $PROG install   [--root DIR] [--bin DIR] [--restart]
        $PROG uninstall [--root DIR] [--restart]
+       $PROG verify    (in an unpacked release: check its files against SHA256SUMS)
 
   --root DIR   install into DIR instead of / (DIR must exist)
   --bin DIR    directory holding $BINARIES
-               (default: the repository's bin/, $DEFAULT_BIN)
+               (default: bin/ of the repository or unpacked release, $DEFAULT_BIN)
   --restart    restart containerd afterwards (systemctl); otherwise do it yourself
 EOF
 }
@@ -60,7 +69,14 @@ note() {
 
 script_dir=$(cd "$(dirname "$0")" && pwd)
 DEPLOY_DIR=$(cd "$script_dir/.." && pwd)
-DEFAULT_BIN=$(cd "$script_dir/../.." && pwd)/bin
+# TOP holds deploy/ and bin/: a repository checkout or an unpacked release.
+TOP=$(cd "$script_dir/../.." && pwd)
+DEFAULT_BIN=$TOP/bin
+# An unpacked release has VERSION and SHA256SUMS at its top; a checkout has neither.
+RELEASE=0
+if [ -e "$TOP/SHA256SUMS" ] || [ -e "$TOP/VERSION" ]; then
+	RELEASE=1
+fi
 
 # ---- arguments ---------------------------------------------------------------
 
@@ -70,7 +86,7 @@ BIN=$DEFAULT_BIN
 RESTART=0
 while [ $# -gt 0 ]; do
 	case $1 in
-	install | uninstall)
+	install | uninstall | verify)
 		[ -z "$CMD" ] || usage_error "more than one subcommand ($CMD, $1)"
 		CMD=$1
 		;;
@@ -92,11 +108,11 @@ while [ $# -gt 0 ]; do
 		exit 0
 		;;
 	-*) usage_error "unknown option '$1'" ;;
-	*) usage_error "unknown subcommand '$1' (known: install, uninstall)" ;;
+	*) usage_error "unknown subcommand '$1' (known: install, uninstall, verify)" ;;
 	esac
 	shift
 done
-[ -n "$CMD" ] || usage_error "no subcommand given (install or uninstall)"
+[ -n "$CMD" ] || usage_error "no subcommand given (install, uninstall or verify)"
 
 [ -n "$ROOT" ] || usage_error "--root is empty"
 [ -d "$ROOT" ] || die "--root $ROOT is not a directory"
@@ -377,6 +393,96 @@ restart_containerd() {
 	note "--restart: no systemctl here (nor nsenter for --root $ROOT): restart containerd on the node yourself with your service manager"
 }
 
+# ---- release verification ----------------------------------------------------
+
+# LISTED holds "SHA256 REL" for each well-formed line of the release's
+# SHA256SUMS, VERIFIED the same for those whose file matched (verify_release).
+LISTED=
+VERIFIED=
+
+# listed_sum REL prints the SHA-256 that SHA256SUMS gives REL ("" if none).
+listed_sum() {
+	printf '%s' "$LISTED" | awk -v p="$1" 'substr($0, length($1) + 2) == p { print $1; exit }'
+}
+
+# verify_release checks an unpacked release before anything is installed:
+# every line of SHA256SUMS ("SHA256  PATH", as sha256sum writes it) is well
+# formed and names a regular file below TOP with that content, and every file
+# install takes is listed; the binaries of a --bin other than the release's
+# bin/ must match bin/NAME's entry. It dies listing every problem found.
+verify_release() {
+	local sums problems n line sum rest rel got want b
+	sums=$TOP/SHA256SUMS
+	[ -f "$sums" ] || die "$TOP is an unpacked release (it has VERSION) but no SHA256SUMS: refusing to install files that cannot be verified; unpack the release tarball again"
+	problems=
+	n=0
+	while IFS= read -r line || [ -n "$line" ]; do
+		n=$((n + 1))
+		sum=${line%% *}
+		rest=${line#"$sum"}
+		rel=
+		case $rest in
+		"  "?*) rel=${rest#  } ;;
+		" *"?*) rel=${rest# ?} ;;
+		esac
+		case $sum in
+		*[!0-9a-f]*) sum= ;;
+		esac
+		case $rel in
+		/* | ./* | ../* | */./* | */../* | */. | */.. | . | ..) rel= ;;
+		esac
+		if [ ${#sum} -ne 64 ] || [ -z "$rel" ]; then
+			problems="$problems
+  SHA256SUMS line $n is not a SHA-256 and a relative path inside the release: $line"
+			continue
+		fi
+		LISTED="$LISTED$sum $rel
+"
+		if [ -L "$TOP/$rel" ] || [ ! -f "$TOP/$rel" ]; then
+			problems="$problems
+  $rel: listed in SHA256SUMS but missing, or not a regular file"
+			continue
+		fi
+		got=$(sha "$TOP/$rel")
+		if [ "$got" != "$sum" ]; then
+			problems="$problems
+  $rel: SHA-256 $got, SHA256SUMS says $sum"
+			continue
+		fi
+		VERIFIED="$VERIFIED$sum $rel
+"
+	done <"$sums"
+	for rel in deploy/install/install.sh deploy/containerd/boxlite.toml deploy/boxlite/config.toml deploy/boxlite/config-net.toml; do
+		[ -n "$(listed_sum "$rel")" ] || problems="$problems
+  $rel: not listed in SHA256SUMS"
+	done
+	for b in $BINARIES; do
+		want=$(listed_sum "bin/$b")
+		if [ -z "$want" ]; then
+			problems="$problems
+  bin/$b: not listed in SHA256SUMS"
+		elif [ "$(cd "$BIN" && pwd)" != "$TOP/bin" ] && [ -f "$BIN/$b" ]; then
+			got=$(sha "$BIN/$b")
+			[ "$got" = "$want" ] || problems="$problems
+  $BIN/$b (--bin): SHA-256 $got, SHA256SUMS says $want for bin/$b"
+		fi
+	done
+	if [ -n "$problems" ]; then
+		die "release $(release_version) does not match its SHA256SUMS ($sums); nothing was installed:$problems
+The release is damaged or was changed after it was made: unpack it again from a tarball whose checksum matches (sha256sum -c boxlite-shim-VERSION-linux-amd64.tar.gz.sha256)."
+	fi
+	note "release $(release_version): $(printf '%s' "$VERIFIED" | wc -l | tr -d ' ') files match SHA256SUMS"
+}
+
+# release_version prints the first line of the release's VERSION file.
+release_version() {
+	if [ -f "$TOP/VERSION" ]; then
+		awk 'NR == 1 { print; exit }' "$TOP/VERSION"
+	else
+		echo "(no VERSION file)"
+	fi
+}
+
 # ---- install -----------------------------------------------------------------
 
 do_install() {
@@ -388,6 +494,9 @@ do_install() {
 	for f in containerd/boxlite.toml boxlite/config.toml boxlite/config-net.toml; do
 		[ -f "$DEPLOY_DIR/$f" ] || die "$DEPLOY_DIR/$f is missing: run this script from its place in the boxlite tree"
 	done
+	if [ "$RELEASE" = 1 ]; then
+		verify_release
+	fi
 	if [ -e "$MANIFEST" ] && [ ! -f "$MANIFEST" ]; then
 		die "$MANIFEST is not a regular file"
 	fi
@@ -474,7 +583,14 @@ do_uninstall() {
 	restart_containerd
 }
 
+do_verify() {
+	[ "$RELEASE" = 1 ] || die "$TOP is not an unpacked release (no VERSION or SHA256SUMS there): nothing to verify"
+	[ -d "$BIN" ] || die "--bin $BIN is not a directory"
+	verify_release
+}
+
 case $CMD in
 install) do_install ;;
 uninstall) do_uninstall ;;
+verify) do_verify ;;
 esac

@@ -81,12 +81,25 @@ type result struct {
 // toolbox without systemctl and nsenter).
 func run(t *testing.T, path string, args ...string) result {
 	t.Helper()
+	return runScript(t, filepath.Join(deployDir(t), "install", "install.sh"), path, args...)
+}
+
+// runScript is run with the install.sh at script (e.g. one in an unpacked
+// release).
+func runScript(t *testing.T, script, path string, args ...string) result {
+	t.Helper()
+	return runIn(t, "", script, path, args...)
+}
+
+// runIn is runScript in the working directory dir ("" = the test's), where
+// script may be a relative path.
+func runIn(t *testing.T, dir, script, path string, args ...string) result {
+	t.Helper()
 	if path == "" {
 		path = toolbox(t, nil)
 	}
-	script := filepath.Join(deployDir(t), "install", "install.sh")
 	// Read it here too: go test's cache then knows the result depends on it.
-	if _, err := os.ReadFile(script); err != nil {
+	if _, err := os.ReadFile(filepath.Join(dir, script)); err != nil {
 		t.Fatal(err)
 	}
 	shArgs := append([]string{script}, args...)
@@ -94,6 +107,7 @@ func run(t *testing.T, path string, args ...string) result {
 		shArgs = append([]string{"sh"}, shArgs...)
 	}
 	cmd := exec.Command(shell, shArgs...)
+	cmd.Dir = dir
 	cmd.Env = []string{"PATH=" + path, "LC_ALL=C"}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

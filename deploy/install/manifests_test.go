@@ -233,17 +233,28 @@ func TestInstallerDaemonSet(t *testing.T) {
 	if got := get(t, ctr, "env", 0, "valueFrom", "fieldRef", "fieldPath"); got != "spec.nodeName" {
 		t.Errorf("NODE_NAME comes from %v, want the downward API's spec.nodeName", got)
 	}
-	// The image must hold the script where the DaemonSet runs it, with the
-	// layout install.sh expects (deploy/{install,containerd,boxlite}).
-	df := readFile(t, filepath.Join(deployDir(t), "kubernetes", "Dockerfile"))
+	// The image is built from an unpacked release (the layout install.sh
+	// expects: bin/, deploy/{install,containerd,boxlite}/, SHA256SUMS) put
+	// whole at /opt/boxlite, where the DaemonSet runs the script with
+	// --bin /opt/boxlite/bin; the build checks the release's SHA256SUMS.
+	// test/release builds and unpacks a release and checks its layout.
+	var steps []string
+	for _, l := range strings.Split(readFile(t, filepath.Join(deployDir(t), "kubernetes", "Dockerfile")), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			steps = append(steps, l)
+		}
+	}
 	for _, want := range []string{
-		"deploy/install/install.sh " + installer,
-		"/opt/boxlite/deploy/containerd/boxlite.toml",
-		"/opt/boxlite/deploy/boxlite/",
-		"/opt/boxlite/bin/",
+		"COPY . /opt/boxlite/",
+		"RUN " + installer + " verify",
+		`ENTRYPOINT ["` + installer + `"]`,
 	} {
-		if !strings.Contains(df, want) {
-			t.Errorf("Dockerfile lacks %q", want)
+		found := false
+		for _, s := range steps {
+			found = found || s == want
+		}
+		if !found {
+			t.Errorf("Dockerfile lacks the step %q:\n%s", want, strings.Join(steps, "\n"))
 		}
 	}
 	// The nodeSelector label the RuntimeClasses use is the one set here.

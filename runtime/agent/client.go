@@ -57,6 +57,17 @@ func Dial(ctx context.Context, socketPath string) (*Client, error) {
 	})
 }
 
+// Connect connects to the agent through dial once, without retrying: for a
+// guest that has said it serves (see api.ReadyLine).
+func Connect(ctx context.Context, name string, dial Dialer) (*Client, error) {
+	conn, err := dialHeader(ctx, dial, api.TTRPCHeader+"\n")
+	if err != nil {
+		return nil, fmt.Errorf("agent at %s: %w", name, err)
+	}
+	tc := ttrpc.NewClient(conn)
+	return &Client{name: name, dial: dial, conn: conn, tc: tc, api: api.NewAgentClient(tc)}, nil
+}
+
 // DialWith connects to the agent through dial (name names its socket in
 // messages); the client uses dial again for each stdio stream. While the
 // agent is not answering yet (the socket is missing, refuses, or the bridge
@@ -66,10 +77,9 @@ func Dial(ctx context.Context, socketPath string) (*Client, error) {
 func DialWith(ctx context.Context, name string, dial Dialer) (*Client, error) {
 	delay := 10 * time.Millisecond
 	for {
-		conn, err := dialHeader(ctx, dial, api.TTRPCHeader+"\n")
+		c, err := Connect(ctx, name, dial)
 		if err == nil {
-			tc := ttrpc.NewClient(conn)
-			return &Client{name: name, dial: dial, conn: conn, tc: tc, api: api.NewAgentClient(tc)}, nil
+			return c, nil
 		}
 		var refused *refusedError
 		if errors.As(err, &refused) {

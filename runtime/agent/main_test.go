@@ -20,8 +20,10 @@ import (
 	"github.com/boxlite/boxlite-shim/test/ctrd"
 )
 
-// These tests run the real agent binary on this host, as root, the way the
-// libkrun test double runs it: PID 1 of fresh mount/PID/UTS/IPC namespaces,
+// These tests run the real agent binary on this host, as root, as the
+// guest's init (the libkrun test double now runs it as the child of a
+// stand-in for libkrun's init: runtime/vmm TestAgentUnderInit): PID 1 of
+// fresh mount/PID/UTS/IPC namespaces,
 // its listening Unix socket inherited as fd 3 (LISTEN_FDS,
 // BOXLITE_VSOCK_PORTS), BOXLITE_TEST_DOUBLE=1. Containers get a root
 // filesystem made of a static busybox.
@@ -38,6 +40,9 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
+	// The agents these tests run must not show up in an end-to-end suite's
+	// host-wide leftover checks: hold the suites' lock too.
+	defer ctrd.LockSuites()()
 	if os.Geteuid() != 0 {
 		skipReason = "the agent tests need root (namespaces, mounts, cgroups)"
 		return m.Run()

@@ -6,12 +6,16 @@
 // of containers and their processes (stdio pipes or PTY masters, exit
 // statuses, output draining), the event log and the OOM watch, each
 // container's cgroup v2 leaf (limits, stats, freezing), the reaper of the
-// guest, the mounts of the guest's init (SetupGuest) and the agent's listener
-// (vsock, or the sockets the test double passes).
+// guest, the agent's flags (ParseFlags: its own, whatever else the guest's
+// init passes on), its role in the guest and what that makes it set up
+// (DecideRole, Prepare, SetupGuest: init, the workload of libkrun's init, or
+// neither) and the agent's listener (vsock, or the sockets the test double
+// passes).
 //
 // The reaper is the only place in the agent that waits for a child: every
 // process the agent forks goes through it, and so do the orphans reparented
-// to the agent (it is the guest's init, or a child subreaper on a host).
+// to the agent (it is the guest's init, or a child subreaper: as the workload
+// of libkrun's init, or on a host).
 //
 // It does not set up a container's process itself: namespaces, mounts, the
 // root filesystem, identity and the PTY are done by a re-execution of the

@@ -10,11 +10,88 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Role is what the agent is to the guest, which decides what it sets up.
+type Role int
+
+const (
+	// RoleInit: the agent is the guest's init (PID 1): it does the init's
+	// mounts and, as PID 1, reaps every orphan of the guest.
+	RoleInit Role = iota
+	// RoleInitChild: the agent is the workload of the guest's init, not
+	// PID 1: what libkrun's init (init.krun) runs, and what the libkrun
+	// test double's stand-in for it runs. init.krun mounts /dev, /proc,
+	// /sys, /sys/fs/cgroup, /dev/pts and /dev/shm, makes / rshared and
+	// leaves /tmp alone, and it waits only for its own child: the agent
+	// does the mounts that are missing (/tmp, a tmpfs), makes / rslave,
+	// and becomes a child subreaper so that its containers' orphans are
+	// reparented to it, not to init.
+	RoleInitChild
+	// RolePlain: neither (a host process, -init no): no mounts; a child
+	// subreaper.
+	RolePlain
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleInit:
+		return "the guest's init (PID 1)"
+	case RoleInitChild:
+		return "the workload of the guest's init"
+	default:
+		return "a plain process (no init duties)"
+	}
+}
+
+// DecideRole maps the agent's -init mode to its role, given its PID and its
+// parent's in its own PID namespace: "auto" is RoleInit as PID 1,
+// RoleInitChild as a child of PID 1 (the guest's init: libkrun's init, or
+// the test double's), RolePlain otherwise; "yes" is RoleInit as PID 1,
+// RoleInitChild otherwise; "no" is RolePlain.
+func DecideRole(mode string, pid, ppid int) (Role, error) {
+	switch mode {
+	case "auto":
+		switch {
+		case pid == 1:
+			return RoleInit, nil
+		case ppid == 1:
+			return RoleInitChild, nil
+		default:
+			return RolePlain, nil
+		}
+	case "yes":
+		if pid == 1 {
+			return RoleInit, nil
+		}
+		return RoleInitChild, nil
+	case "no":
+		return RolePlain, nil
+	}
+	return 0, fmt.Errorf("-init %q: want auto, yes or no", mode)
+}
+
+// Prepare does what role r asks of the agent before it serves (SetupGuest,
+// the child subreaper), and returns what it could not set up but can serve
+// without. An error means the agent cannot run as r.
+func Prepare(r Role) (warnings []string, err error) {
+	if r == RoleInit || r == RoleInitChild {
+		warnings = SetupGuest()
+	}
+	if r != RoleInit {
+		// Not PID 1: without this, orphans of the containers would go to
+		// the guest's init (or the host's), which does not reap them.
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			return warnings, fmt.Errorf("become child subreaper: %w", err)
+		}
+	}
+	return warnings, nil
+}
+
 // SetupGuest does an init's mounts. Each is done only where missing, so that
-// it is right in a VM (nothing mounted yet), under the libkrun test double
-// (/proc already mounted for the agent's PID namespace) and on a host in a
-// private mount namespace. It returns what it could not do; none of it is
-// fatal to serving the API.
+// it is right in a VM whether the agent is its init (nothing mounted yet) or
+// the workload of libkrun's init (everything but /tmp mounted, / rshared),
+// under the libkrun test double (the same as libkrun's init) and on a host
+// in a private mount namespace. It returns what it could not do; none of it
+// is fatal to serving the API.
 func SetupGuest() (warnings []string) {
 	warn := func(format string, a ...any) {
 		w := fmt.Sprintf(format, a...)
@@ -52,11 +129,19 @@ func SetupGuest() (warnings []string) {
 	if !isFS("/sys/fs/cgroup", unix.CGROUP2_SUPER_MAGIC) {
 		mount("cgroup2", "/sys/fs/cgroup", "cgroup2", common, "")
 	}
-	// /tmp: a tmpfs only on a fresh guest root (empty, not a mount point).
-	if empty, _ := isEmptyDir("/tmp"); empty && !isMountPoint("/tmp") {
+	// /tmp: a tmpfs (libkrun's init makes none) on a fresh guest root: where
+	// it is missing, or empty and not a mount point. What is there already
+	// is not hidden.
+	switch empty, _ := isEmptyDir("/tmp"); {
+	case isFS("/tmp", unix.TMPFS_MAGIC):
+	case empty && !isMountPoint("/tmp"):
 		mount("tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777")
-	} else if _, err := os.Stat("/tmp"); errors.Is(err, os.ErrNotExist) {
-		mount("tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777")
+	default:
+		if _, err := os.Stat("/tmp"); errors.Is(err, os.ErrNotExist) {
+			mount("tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777")
+		} else {
+			warn("/tmp is not a tmpfs and not an empty directory: left as it is")
+		}
 	}
 	return warnings
 }

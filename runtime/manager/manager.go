@@ -42,13 +42,6 @@ import (
 	"github.com/boxlite/boxlite-shim/runtime/version"
 )
 
-// Annotation keys containerd's CRI sets that decide how containers group into
-// one shim (and one VM): all containers of a pod share the sandbox's shim.
-const (
-	AnnotationSandboxID     = "io.kubernetes.cri.sandbox-id"
-	AnnotationContainerType = "io.kubernetes.cri.container-type"
-)
-
 // New returns the shim manager for the runtime called name.
 func New(name string) shim.Shim {
 	return &manager{name: name}
@@ -80,7 +73,7 @@ func readBundleSpec(dir string) (*bundleSpec, error) {
 // GroupID is the key that decides which shim (and VM) a container joins: the
 // pod's sandbox id under CRI, else the task's own id.
 func GroupID(id string, annotations map[string]string) string {
-	if g := annotations[AnnotationSandboxID]; g != "" {
+	if g := annotations[config.AnnotationSandboxID]; g != "" {
 		return g
 	}
 	return id

@@ -25,9 +25,9 @@ func TestGroupID(t *testing.T) {
 		want        string
 	}{
 		{"ctr run: own id", nil, "task1"},
-		{"cri sandbox", map[string]string{AnnotationSandboxID: "pod1", AnnotationContainerType: "sandbox"}, "pod1"},
-		{"cri container joins its pod", map[string]string{AnnotationSandboxID: "pod1", AnnotationContainerType: "container"}, "pod1"},
-		{"empty sandbox id", map[string]string{AnnotationSandboxID: ""}, "task1"},
+		{"cri sandbox", map[string]string{config.AnnotationSandboxID: "pod1", config.AnnotationContainerType: "sandbox"}, "pod1"},
+		{"cri container joins its pod", map[string]string{config.AnnotationSandboxID: "pod1", config.AnnotationContainerType: "container"}, "pod1"},
+		{"empty sandbox id", map[string]string{config.AnnotationSandboxID: ""}, "task1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := GroupID("task1", tc.annotations); got != tc.want {

@@ -31,7 +31,7 @@ func Boot(cfg *config.Config, lib LibkrunInfo, kvmOK bool, kernels []KernelRow) 
 	}
 	switch {
 	case !lib.Usable():
-		r.Status, r.Detail = Skip, "needs a loadable libkrun (see the libkrun line)"
+		r.Status, r.Detail = Skip, "needs a usable libkrun (see the libkrun line)"
 		return r
 	case !kvmOK && !lib.TestDouble:
 		r.Status, r.Detail = Skip, "needs a usable /dev/kvm (see the kvm line)"
@@ -80,7 +80,11 @@ func bootProbe(cfg *config.Config) (_ *agentInfo, took time.Duration, retErr err
 	ctx, cancel := context.WithTimeout(context.Background(), bootProbeTimeout)
 	defer cancel()
 	start := time.Now()
-	sb, err := sandbox.Prepare(ctx, sandbox.Options{Namespace: "check", ID: "boot-probe", Config: &probeCfg, Reaper: r})
+	req, err := probeCfg.Request(nil) // the default kernel and size
+	if err != nil {
+		return nil, 0, err
+	}
+	sb, err := sandbox.Prepare(ctx, sandbox.Options{Namespace: "check", ID: "boot-probe", Config: &probeCfg, Request: req, Reaper: r})
 	if err != nil {
 		return nil, 0, err
 	}

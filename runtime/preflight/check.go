@@ -7,7 +7,8 @@ import (
 )
 
 // Check runs every node check in order: KVM, a vCPU, libkrun, each allowed
-// kernel, pod networking, and a boot probe.
+// kernel, pod networking, and a boot probe; then says whether the emulated
+// test engine is available (informational: tests only).
 func Check(cfg *config.Config) []Result {
 	kvm := KVM()
 	results := []Result{kvm}
@@ -21,7 +22,8 @@ func Check(cfg *config.Config) []Result {
 	rows := Kernels(cfg)
 	results = append(results, kernelResults(rows)...)
 	results = append(results, PodNetwork())
-	return append(results, Boot(cfg, info, kvm.Status != Fail, rows))
+	results = append(results, Boot(cfg, info, kvm.Status != Fail, rows))
+	return append(results, TestEngine())
 }
 
 // kernelResults checks each allowed variant: available, readable, verified.

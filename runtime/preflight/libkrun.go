@@ -15,25 +15,35 @@ import (
 
 // LibkrunInfo is what `boxlite-vmm -probe` found (cmd/boxlite-vmm).
 type LibkrunInfo struct {
-	Requested  string   `json:"requested"`
-	Loaded     string   `json:"loaded"`
-	File       string   `json:"file"`
-	Version    string   `json:"version"`
-	TestDouble bool     `json:"test_double"`
-	NetTap     bool     `json:"net_tap"`
-	Missing    []string `json:"missing"`
-	Error      string   `json:"error"`
+	Requested string `json:"requested"`
+	Loaded    string `json:"loaded"`
+	File      string `json:"file"`
+	// Version is libkrun's version, or the range its symbols give when
+	// VersionExact is false; VersionFrom says how it was told (the file
+	// name, the exported symbols: cmd/boxlite-vmm/krunver.c).
+	Version      string `json:"version"`
+	VersionExact bool   `json:"version_exact"`
+	VersionFrom  string `json:"version_from"`
+	// Supported: it runs the staged kernels (1.18.1 or newer); Unsupported
+	// says why not and what to do. Every VMM start refuses the same.
+	Supported   bool     `json:"supported"`
+	Unsupported string   `json:"unsupported"`
+	TestDouble  bool     `json:"test_double"`
+	NetTap      bool     `json:"net_tap"`
+	Missing     []string `json:"missing"`
+	Error       string   `json:"error"`
 }
 
-// Usable says whether a VMM can load this libkrun and call everything it
-// needs (the test double included: it is usable, but boots no VM).
+// Usable says whether a VMM can load this libkrun, call everything it needs
+// and run the staged kernels with it (the test double included: it is
+// usable, but boots no VM).
 func (l LibkrunInfo) Usable() bool {
-	return l.Loaded != "" && l.Error == "" && len(l.Missing) == 0
+	return l.Loaded != "" && l.Error == "" && len(l.Missing) == 0 && l.Supported
 }
 
 // installLibkrun is the fix for a missing libkrun.
 func installLibkrun(cfg *config.Config) string {
-	return fmt.Sprintf("install libkrun 1.x (libkrun.so.1: your distribution's libkrun package, or built from github.com/containers/libkrun) where the dynamic loader finds it, or set libkrun_path in %s", configName(cfg))
+	return fmt.Sprintf("install libkrun 1.18.1 or newer (libkrun.so.1: your distribution's libkrun package, or built from github.com/containers/libkrun) where the dynamic loader finds it, or set libkrun_path in %s", configName(cfg))
 }
 
 func configName(cfg *config.Config) string {
@@ -44,9 +54,11 @@ func configName(cfg *config.Config) string {
 }
 
 // Libkrun loads the configured libkrun the way a sandbox's VMM does (the
-// shim has no cgo, so it asks boxlite-vmm -probe) and reports its version, or
-// what is missing and how to get it. The test double is reported as such:
-// it fails the preflight, since it boots no VM.
+// shim has no cgo, so it asks boxlite-vmm -probe) and reports its version
+// and how it was told, or what is missing and how to get it. A libkrun too
+// old for the staged kernels (older than 1.18.1, or a 1.18.x whose patch
+// level cannot be told) fails, as every VMM start would. The test double is
+// reported as such: it fails the preflight, since it boots no VM.
 func Libkrun(cfg *config.Config) (Result, LibkrunInfo) {
 	r := Result{Name: "libkrun"}
 	lib := cfg.LibkrunPath
@@ -76,6 +88,14 @@ func Libkrun(cfg *config.Config) (Result, LibkrunInfo) {
 		r.Fix = "install a boxlite-vmm built with cgo beside the shim (make vmm)"
 		return r, info
 	}
+	return libkrunResult(cfg, info), info
+}
+
+// libkrunResult is the libkrun line of the report for what -probe found.
+func libkrunResult(cfg *config.Config, info LibkrunInfo) Result {
+	r := Result{Name: "libkrun"}
+	lib := info.Requested
+	version := fmt.Sprintf("libkrun %s (%s)", info.Version, info.VersionFrom)
 	switch {
 	case info.Loaded == "":
 		r.Status = Fail
@@ -88,22 +108,30 @@ func Libkrun(cfg *config.Config) (Result, LibkrunInfo) {
 	case len(info.Missing) > 0:
 		r.Status = Fail
 		r.Detail = fmt.Sprintf("%s lacks %s", info.Loaded, strings.Join(info.Missing, ", "))
-		r.Fix = "install a newer libkrun (1.x with krun_add_vsock_port2), or point libkrun_path at one in " + configName(cfg)
+		r.Fix = "install a newer libkrun (1.18.1 or newer), or point libkrun_path at one in " + configName(cfg)
+	case !info.Supported && info.Unsupported == "":
+		r.Status = Fail
+		r.Detail = fmt.Sprintf("%s -probe did not tell libkrun's version (an older boxlite-vmm?)", vmm.VMMBinaryName)
+		r.Fix = "install the boxlite-vmm of this release beside the shim (make vmm)"
+	case !info.Supported:
+		r.Status = Fail
+		r.Detail = fmt.Sprintf("%s: %s", info.File, info.Unsupported)
+		r.Fix = fmt.Sprintf("install libkrun %s or newer (boxlite supports libkrun %s and newer) under its versioned file name (libkrun.so.1.X.Y), or point libkrun_path in %s at one", minLibkrun, minLibkrun, configName(cfg))
 	case info.TestDouble:
 		r.Status = Warn
-		r.Detail = fmt.Sprintf("%s is the boxlite libkrun test double (tests only): it runs the workload as a host process and boots no VM", info.Loaded)
+		r.Detail = fmt.Sprintf("%s is the boxlite libkrun test double (tests only): it runs the workload as a host process and boots no VM; it stands for %s", info.Loaded, version)
 		r.Fix = "point libkrun_path in " + configName(cfg) + " at a real libkrun.so.1 (your distribution's libkrun package, or built from github.com/containers/libkrun), or remove the key to use the dynamic loader's search path"
 	case !info.NetTap:
 		r.Status = Warn
-		r.Detail = fmt.Sprintf("%s has no krun_add_net_tap: single-container sandboxes run, but Kubernetes pods cannot be given their pod network", info.Loaded)
+		r.Detail = fmt.Sprintf("%s at %s has no krun_add_net_tap: single-container sandboxes run, but Kubernetes pods cannot be given their pod network", version, info.File)
 		r.Fix = "install a libkrun built with its network backends (NET=1), or point libkrun_path at one in " + configName(cfg)
 	default:
 		r.Status = Pass
-		version := info.Version
-		if version == "" {
-			version = "(version not in the file name)"
-		}
-		r.Detail = fmt.Sprintf("libkrun %s loaded from %s", version, info.File)
+		r.Detail = fmt.Sprintf("%s loaded from %s", version, info.File)
 	}
-	return r, info
+	return r
 }
+
+// minLibkrun is the oldest libkrun the staged kernels work with (the VMM
+// refuses older ones: cmd/boxlite-vmm/krunver.c).
+const minLibkrun = "1.18.1"

@@ -19,10 +19,13 @@ const (
 	Fail
 	// Skip: the check could not run because an earlier one failed.
 	Skip
+	// Info: a fact about the node that neither passes nor fails it (the
+	// test engine's availability).
+	Info
 )
 
 func (s Status) String() string {
-	return [...]string{"ok", "warn", "FAIL", "skip"}[s]
+	return [...]string{"ok", "warn", "FAIL", "skip", "info"}[s]
 }
 
 // Result is one line of the report.
@@ -34,12 +37,13 @@ type Result struct {
 	Fix string
 }
 
-// Print writes the report and returns whether every check passed.
+// Print writes the report and returns whether every check passed (Info
+// lines count for neither).
 func Print(w io.Writer, results []Result) bool {
 	ok := true
 	for _, r := range results {
 		fmt.Fprintf(w, "%-7s %-12s %s\n", "["+r.Status.String()+"]", r.Name, r.Detail)
-		if r.Status != Pass {
+		if r.Status != Pass && r.Status != Info {
 			ok = false
 			if r.Fix != "" {
 				fmt.Fprintf(w, "%-7s %-12s -> %s\n", "", "", r.Fix)

@@ -1,14 +1,12 @@
 package sandbox
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/mount"
@@ -170,23 +168,4 @@ func removeCgroup(dir string) error {
 		}
 	}
 	return last
-}
-
-// hostCgroup2 is where this host mounts its cgroup v2 hierarchy ("" if not).
-func hostCgroup2() string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		_, post, ok := strings.Cut(line, " - ")
-		if !ok || !strings.HasPrefix(post, "cgroup2 ") {
-			continue
-		}
-		return strings.Fields(line)[4]
-	}
-	return ""
 }

@@ -73,15 +73,16 @@ func TestCleanupSparesReusedPid(t *testing.T) {
 }
 
 // A VMM the record does not name (the shim died while booting) is found by
-// its working directory, its state directory, and killed.
+// its jail (-jail <the sandbox directory> in its command line; it is a
+// boxlite-vmm executable, PID 1 of its own PID namespace), and killed.
 func TestCleanupFindsUnrecordedVMM(t *testing.T) {
-	sleep, err := exec.LookPath("sleep")
+	sh, err := exec.LookPath("sh")
 	if err != nil {
-		t.Skip("no sleep binary on PATH: nothing to stand in for an unrecorded VMM process")
+		t.Skip("no sh on PATH: nothing to stand in for an unrecorded VMM process")
 	}
 	base := t.TempDir()
 	fake := filepath.Join(base, "boxlite-vmm")
-	b, err := os.ReadFile(sleep)
+	b, err := os.ReadFile(sh)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,9 +93,11 @@ func TestCleanupFindsUnrecordedVMM(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dir, "vmm"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(fake, "60")
+	// sh stays the process (a command follows sleep); "-jail DIR" are its
+	// $0 and $1, as in a VMM's command line.
+	cmd := exec.Command(fake, "-c", "sleep 60; :", "-jail", dir)
 	cmd.Dir = filepath.Join(dir, "vmm")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Cloneflags: syscall.CLONE_NEWPID}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/boxlite/boxlite-shim/kernel"
 	"github.com/boxlite/boxlite-shim/reaper"
 	"github.com/boxlite/boxlite-shim/runtime/agent"
+	"github.com/boxlite/boxlite-shim/runtime/cgmount"
 	"github.com/boxlite/boxlite-shim/runtime/podnet"
 	"github.com/boxlite/boxlite-shim/runtime/share"
 	"github.com/boxlite/boxlite-shim/runtime/vmm"
@@ -40,8 +41,10 @@ import (
 // Names of the executables looked for beside the shim, and inside the guest.
 const (
 	AgentBinaryName = "boxlite-agent"
-	// AgentPort is the vsock port the agent serves on.
+	// AgentPort is the vsock port the agent serves on; ReadyPort the host's
+	// port it connects to to say it serves (vmm.Config.ReadyPort).
 	AgentPort = 1024
+	ReadyPort = 1025
 	// guestAgentPath is where the agent lives in the guest root.
 	guestAgentPath = "/.boxlite/boxlite-agent"
 	// guestContainers holds the containers' root filesystems in the guest.
@@ -55,8 +58,8 @@ type Options struct {
 	// Namespace and ID name the sandbox (containerd namespace, sandbox id).
 	Namespace, ID string
 	Config        *config.Config
-	// Annotations are the sandbox's: they choose the kernel and VM size.
-	Annotations map[string]string
+	// Request is the VM the sandbox's annotations ask for (config.Request).
+	Request config.Request
 	// Bundle is the sandbox container's bundle: the state record goes there.
 	Bundle string
 	Reaper *reaper.Reaper
@@ -80,7 +83,6 @@ type Sandbox struct {
 	dir     string // <state_dir>/<namespace>/<id>
 	root    string // guest root (host path)
 	cfg     *config.Config
-	res     config.Resources
 	opts    Options
 	record  Record
 	vmm     *vmm.VMM
@@ -99,14 +101,7 @@ type Sandbox struct {
 // in the guest root. It boots nothing. On error nothing is left behind.
 func Prepare(ctx context.Context, o Options) (_ *Sandbox, retErr error) {
 	cfg := o.Config
-	res, err := cfg.Resources(o.Annotations)
-	if err != nil {
-		return nil, fmt.Errorf("sandbox %s: %w", o.ID, err)
-	}
-	if o.Annotations[AnnotationContainerType] == ContainerTypeSandbox {
-		res = PodResources(cfg, o.Annotations, res)
-	}
-	src, err := kernel.SelectAndLocate(o.Annotations, cfg.KernelPolicy(), cfg.CacheDir)
+	src, err := kernel.Locate(o.Request.Kernel, cfg.KernelPolicy(), cfg.CacheDir)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox %s: %w", o.ID, err)
 	}
@@ -125,7 +120,6 @@ func Prepare(ctx context.Context, o Options) (_ *Sandbox, retErr error) {
 		Kernel: src,
 		dir:    filepath.Join(cfg.StateDir, o.Namespace, o.ID),
 		cfg:    cfg,
-		res:    res,
 		opts:   o,
 		double: cfg.LibkrunPath != "" && vmm.IsTestDouble(cfg.LibkrunPath),
 	}
@@ -141,7 +135,7 @@ func Prepare(ctx context.Context, o Options) (_ *Sandbox, retErr error) {
 		// Under the test double the agent runs on the host: its cgroups are
 		// the host's, so each sandbox gets a cgroup root of its own.
 		s.record.CgroupName = "boxlite-" + o.Namespace + "-" + o.ID
-		if h := hostCgroup2(); h != "" {
+		if h := cgmount.Unified(); h != "" {
 			s.hostCG = filepath.Join(h, s.record.CgroupName)
 			s.record.HostCgroup = s.hostCG
 		}
@@ -275,7 +269,7 @@ func (s *Sandbox) UnmountRootfs(id string) error {
 // Boot gives the VM its pod network, starts the VMM and connects to its
 // agent.
 func (s *Sandbox) Boot(ctx context.Context) error {
-	workload := []string{guestAgentPath, "-vsock-port", fmt.Sprint(AgentPort)}
+	workload := []string{guestAgentPath, "-vsock-port", fmt.Sprint(AgentPort), "-ready-port", fmt.Sprint(ReadyPort)}
 	if s.record.CgroupName != "" {
 		workload = append(workload, "-cgroup-root", "/sys/fs/cgroup/"+s.record.CgroupName)
 	}
@@ -293,9 +287,10 @@ func (s *Sandbox) Boot(ctx context.Context) error {
 		RootDir:       s.root,
 		Kernel:        s.Kernel,
 		LibkrunPath:   s.cfg.LibkrunPath,
-		CPUs:          s.res.CPUs,
-		MemoryMiB:     s.res.MemoryMiB,
+		CPUs:          s.opts.Request.CPUs,
+		MemoryMiB:     s.opts.Request.MemoryMiB,
 		AgentPort:     AgentPort,
+		ReadyPort:     ReadyPort,
 		NetNS:         s.opts.NetNS,
 		NewNetNS:      s.opts.NetNS == "",
 		OOMScoreAdj:   s.opts.OOMScoreAdj,
@@ -308,13 +303,19 @@ func (s *Sandbox) Boot(ctx context.Context) error {
 		return fmt.Errorf("sandbox %s: %w", s.ID, err)
 	}
 	s.vmm = v
+	tm := v.Timing()
+	if !tm.Enter.IsZero() {
+		Span(ctx, s.ID, "vmm-spawn", tm.Spawn, tm.Enter)
+		Span(ctx, s.ID, "guest-ready", tm.Enter, tm.Ready)
+	}
 	s.record.VMMPid = v.Pid()
 	if err := s.writeRecord(); err != nil {
 		return err
 	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c, err := agent.DialWith(dctx, v.AgentSocket(), v.DialAgent)
+	// The guest said it serves: one connection, no retries.
+	c, err := agent.Connect(dctx, v.AgentSocket(), v.DialAgent)
 	if err != nil {
 		return fmt.Errorf("sandbox %s: connecting to the guest agent: %w", s.ID, err)
 	}
@@ -331,7 +332,7 @@ func (s *Sandbox) Boot(ctx context.Context) error {
 			return werr
 		}
 		if err != nil {
-			log.G(ctx).WithError(err).WithField("sandbox", s.ID).Warn("placing the VMM in the pod's host cgroup: the pod's stats will not count it")
+			log.G(ctx).WithError(err).WithField("sandbox", s.ID).Warn("placing the VMM in the pod's host cgroup: it is not counted in the hierarchies the error names")
 		}
 	}
 	if info, err := c.Info(dctx); err == nil {
@@ -377,11 +378,8 @@ func (s *Sandbox) attachNetwork(ctx context.Context) (*vmm.Net, error) {
 	return &vmm.Net{Tap: att.Tap, MAC: mac}, nil
 }
 
-// Resources is the VM's size.
-func (s *Sandbox) Resources() config.Resources { return s.res }
-
-// Annotations are the sandbox's (they chose its kernel and size).
-func (s *Sandbox) Annotations() map[string]string { return s.opts.Annotations }
+// Request is the VM the sandbox's annotations asked for.
+func (s *Sandbox) Request() config.Request { return s.opts.Request }
 
 // Agent is the client of the sandbox's guest agent (nil before Boot).
 func (s *Sandbox) Agent() *agent.Client { return s.agent }
@@ -463,6 +461,14 @@ func (s *Sandbox) Stop(ctx context.Context) error {
 	}
 	s.stopped = true
 	return nil
+}
+
+// Span logs, at debug level, how long phase of sandbox or task id took
+// ("boxlite phase" with id, phase and ms fields): an operator's view of
+// where a start spends its time, and what `make bench` reads.
+func Span(ctx context.Context, id, phase string, from, to time.Time) {
+	log.G(ctx).WithField("id", id).WithField("phase", phase).
+		WithField("ms", float64(to.Sub(from).Microseconds())/1000).Debug("boxlite phase")
 }
 
 func copyFile(src, dst string, mode os.FileMode) error {

@@ -138,12 +138,7 @@ func (n *Namespace) Remove(rel string) error {
 	if err != nil {
 		return err
 	}
-	return n.do(func() error {
-		root, err := n.openRoot()
-		if err != nil {
-			return err
-		}
-		defer unix.Close(root)
+	return n.inRoot(func(root int) error {
 		for tries := 0; ; tries++ {
 			below, err := n.mountsBelow(filepath.Join(n.root, rel))
 			if err != nil {
@@ -271,12 +266,7 @@ func (n *Namespace) attach(tree int, rel string, dir bool) error {
 	if err != nil {
 		return err
 	}
-	return n.do(func() error {
-		root, err := n.openRoot()
-		if err != nil {
-			return err
-		}
-		defer unix.Close(root)
+	return n.inRoot(func(root int) error {
 		parent, err := mkdirBeneath(root, parts[:len(parts)-1])
 		if err != nil {
 			return fmt.Errorf("share: %s: %w", rel, err)
@@ -315,6 +305,18 @@ func (n *Namespace) do(f func() error) error {
 		errc <- f()
 	}()
 	return <-errc
+}
+
+// inRoot runs f in the namespace (see do) with the guest root opened.
+func (n *Namespace) inRoot(f func(root int) error) error {
+	return n.do(func() error {
+		root, err := n.openRoot()
+		if err != nil {
+			return err
+		}
+		defer unix.Close(root)
+		return f(root)
+	})
 }
 
 // resolveFlags follow no link of any kind and never leave the directory

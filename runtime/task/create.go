@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
@@ -57,6 +58,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if r.Checkpoint != "" {
 		return nil, createError(fmt.Errorf("restoring from a checkpoint: %w", errdefs.ErrNotImplemented))
 	}
+	t0 := time.Now()
 	spec, err := readSpec(r.Bundle)
 	if err != nil {
 		return nil, createError(err)
@@ -70,12 +72,12 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if exists {
 		return nil, createError(fmt.Errorf("task %s: %w", r.ID, errdefs.ErrAlreadyExists))
 	}
-	ctype := spec.Annotations[sandbox.AnnotationContainerType]
+	ctype := spec.Annotations[config.AnnotationContainerType]
 	if sb != nil || n > 0 {
 		return s.join(ctx, r, spec, sb)
 	}
-	if ctype == sandbox.ContainerTypeContainer {
-		return nil, createError(fmt.Errorf("container %s of pod %s: the pod's sandbox does not run in this shim (create the pod's sandbox first): %w", r.ID, spec.Annotations[sandbox.AnnotationSandboxID], errdefs.ErrFailedPrecondition))
+	if ctype == config.ContainerTypeContainer {
+		return nil, createError(fmt.Errorf("container %s of pod %s: the pod's sandbox does not run in this shim (create the pod's sandbox first): %w", r.ID, spec.Annotations[config.AnnotationSandboxID], errdefs.ErrFailedPrecondition))
 	}
 
 	ns, err := namespaces.NamespaceRequired(ctx)
@@ -86,6 +88,12 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, createError(fmt.Errorf("configuration: %w", err))
 	}
+	req, err := cfg.Request(spec.Annotations)
+	if err != nil {
+		return nil, createError(fmt.Errorf("sandbox %s: %w", r.ID, err))
+	}
+	tPrepare := time.Now()
+	sandbox.Span(ctx, r.ID, "spec", t0, tPrepare) // the bundle's spec, the configuration, the request
 	netns, err := sandboxNetNS(r.ID, spec)
 	if err != nil {
 		return nil, createError(err)
@@ -94,7 +102,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		return nil, createError(err)
 	}
 	sb, err = sandbox.Prepare(ctx, sandbox.Options{
-		Namespace: ns, ID: r.ID, Config: cfg, Annotations: spec.Annotations, Bundle: r.Bundle, Reaper: s.reaper, NetNS: netns,
+		Namespace: ns, ID: r.ID, Config: cfg, Request: req, Bundle: r.Bundle, Reaper: s.reaper, NetNS: netns,
 		CgroupsPath: podCgroupsPath(spec, ctype), OOMScoreAdj: oomScoreAdj(spec),
 	})
 	if err != nil {
@@ -107,13 +115,17 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 			}
 		}
 	}()
-	if err := guestSpec(r.ID, spec, 0); err != nil {
+	if err := guestSpec(r.ID, spec, 0, 0); err != nil {
 		return nil, createError(err)
 	}
+	tBoot := time.Now()
+	sandbox.Span(ctx, r.ID, "prepare", tPrepare, tBoot) // kernel chosen and verified, directories, agent
 	// The VM first: the container's mounts go into the VMM's namespace.
 	if err := sb.Boot(ctx); err != nil {
 		return nil, createError(err)
 	}
+	tCreate := time.Now()
+	sandbox.Span(ctx, r.ID, "boot", tBoot, tCreate)
 	fwd := forwardPorts(ctx, netns, sb)
 	defer func() {
 		if retErr != nil && fwd != nil {
@@ -129,7 +141,8 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, createError(fmt.Errorf("task %s: creating the container in the guest: %w", r.ID, err))
 	}
-	c := newContainer(ctx, r, paths, pipes, att, res)
+	c := newContainer(ctx, r, paths, pipes, att, res, uint32(sb.VMMPid()))
+	sandbox.Span(ctx, r.ID, "create", tCreate, time.Now()) // mounts and the container in the guest
 
 	evCtx, cancel := context.WithCancel(s.ctx)
 	evs := newAgentEvents()
@@ -140,8 +153,9 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	go evs.follow(evCtx, sb.Agent(), s.queue, s.holds)
 	go s.watchSandbox(sb)
 
-	s.sendCreate(r, res.Pid)
-	return &taskAPI.CreateTaskResponse{Pid: res.Pid}, nil
+	pid := c.init.pid(c.init.state())
+	s.sendCreate(r, pid)
+	return &taskAPI.CreateTaskResponse{Pid: pid}, nil
 }
 
 func (s *service) sendCreate(r *taskAPI.CreateTaskRequest, pid uint32) {
@@ -160,25 +174,23 @@ func (s *service) join(ctx context.Context, r *taskAPI.CreateTaskRequest, spec *
 	if sb == nil {
 		return nil, createError(fmt.Errorf("task %s: this shim's sandbox has ended: %w", r.ID, errdefs.ErrFailedPrecondition))
 	}
-	if ann[sandbox.AnnotationContainerType] != sandbox.ContainerTypeContainer || ann[sandbox.AnnotationSandboxID] != sb.ID {
+	if ann[config.AnnotationContainerType] != config.ContainerTypeContainer || ann[config.AnnotationSandboxID] != sb.ID {
 		return nil, createError(fmt.Errorf("task %s: this shim already runs sandbox %s; only containers of that pod (annotations %s=%s, %s=%s) can join it: %w",
-			r.ID, sb.ID, sandbox.AnnotationContainerType, sandbox.ContainerTypeContainer, sandbox.AnnotationSandboxID, sb.ID, errdefs.ErrFailedPrecondition))
+			r.ID, sb.ID, config.AnnotationContainerType, config.ContainerTypeContainer, config.AnnotationSandboxID, sb.ID, errdefs.ErrFailedPrecondition))
 	}
 	s.mu.Lock()
 	cfg := s.sbCfg
 	sbc := s.containers[sb.ID]
 	s.mu.Unlock()
-	if err := cfg.CheckAnnotations(ann); err != nil {
-		return nil, createError(fmt.Errorf("container %s: %w", r.ID, err))
-	}
-	if err := sameAsSandbox(r.ID, ann, sb); err != nil {
+	if err := sb.Request().Admit(cfg, r.ID, sb.ID, ann); err != nil {
 		return nil, createError(err)
 	}
-	var sandboxPid uint32
+	var guestPid uint32
 	if sbc != nil {
-		sandboxPid = sbc.init.state().pid
+		guestPid = sbc.init.state().pid
 	}
-	if err := guestSpec(r.ID, spec, sandboxPid); err != nil {
+	hostPid := uint32(sb.VMMPid())
+	if err := guestSpec(r.ID, spec, hostPid, guestPid); err != nil {
 		return nil, createError(err)
 	}
 	ac, err := s.agentClient()
@@ -201,12 +213,13 @@ func (s *service) join(ctx context.Context, r *taskAPI.CreateTaskRequest, spec *
 	if err != nil {
 		return nil, createError(fmt.Errorf("task %s: creating the container in pod %s's VM: %w", r.ID, sb.ID, err))
 	}
-	c := newContainer(ctx, r, paths, pipes, att, res)
+	c := newContainer(ctx, r, paths, pipes, att, res, hostPid)
 	s.mu.Lock()
 	s.containers[r.ID] = c
 	s.mu.Unlock()
-	s.sendCreate(r, res.Pid)
-	return &taskAPI.CreateTaskResponse{Pid: res.Pid}, nil
+	pid := c.init.pid(c.init.state())
+	s.sendCreate(r, pid)
+	return &taskAPI.CreateTaskResponse{Pid: pid}, nil
 }
 
 // containerFiles makes what a new container needs on the host before the
@@ -239,30 +252,13 @@ func onFailure(errp *error, undo func()) {
 	}
 }
 
-// newContainer is the shim's record of a container the agent has created.
-func newContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, paths stdio.Paths, pipes *stdio.Pipes, att *agent.Attached, res *api.CreateContainerResponse) *container {
+// newContainer is the shim's record of a container the agent has created
+// in the sandbox whose VMM is host process hostPid.
+func newContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, paths stdio.Paths, pipes *stdio.Pipes, att *agent.Attached, res *api.CreateContainerResponse, hostPid uint32) *container {
 	for _, w := range res.Warnings {
 		log.G(ctx).WithField("id", r.ID).Warn(w)
 	}
-	return &container{id: r.ID, bundle: r.Bundle, init: newInit(r.ID, paths, pipes, att, res.Pid), execs: map[string]*process{}}
-}
-
-// sameAsSandbox refuses a joining container's io.boxlite.* annotations that
-// ask for a VM other than the one running: only the sandbox's annotations
-// choose the kernel and the VM's size.
-func sameAsSandbox(id string, ann map[string]string, sb *sandbox.Sandbox) error {
-	if v, ok := ann[config.AnnotationKernel]; ok && v != string(sb.Kernel.Name) {
-		return fmt.Errorf("container %s asks for kernel %q (annotation %s), but its pod %s runs the %q kernel: only the pod sandbox's annotations choose the kernel; set %s on the pod, or remove it from the container: %w",
-			id, v, config.AnnotationKernel, sb.ID, sb.Kernel.Name, config.AnnotationKernel, errdefs.ErrInvalidArgument)
-	}
-	res := sb.Resources()
-	for key, have := range map[string]int{config.AnnotationCPUs: res.CPUs, config.AnnotationMemory: res.MemoryMiB} {
-		if v, ok := ann[key]; ok && v != strconv.Itoa(have) {
-			return fmt.Errorf("container %s asks for %s=%s, but its pod %s's VM has %d: only the pod sandbox's annotations size the VM: %w",
-				id, key, v, sb.ID, have, errdefs.ErrInvalidArgument)
-		}
-	}
-	return nil
+	return &container{id: r.ID, bundle: r.Bundle, init: newInit(r.ID, paths, pipes, att, res.Pid, hostPid), execs: map[string]*process{}}
 }
 
 // forwardPorts starts CRI's port forwarding into the guest for a sandbox in
@@ -365,22 +361,25 @@ func oomScoreAdj(spec *specs.Spec) *int {
 // podCgroupsPath is the host cgroup of a pod sandbox's VMM: the sandbox
 // container's cgroupsPath, where runc would put the pause process.
 func podCgroupsPath(spec *specs.Spec, ctype string) string {
-	if ctype != sandbox.ContainerTypeSandbox || spec.Linux == nil {
+	if ctype != config.ContainerTypeSandbox || spec.Linux == nil {
 		return ""
 	}
 	return spec.Linux.CgroupsPath
 }
 
 // procNS matches the namespace paths CRI gives a pod's containers: those of
-// the sandbox's init, /proc/<pid>/ns/<type>.
-var procNS = regexp.MustCompile(`^/proc/([0-9]+)/ns/[a-z]+$`)
+// the sandbox's task, /proc/<pid>/ns/<type>, with the PID the shim reported
+// for it.
+var procNS = regexp.MustCompile(`^/proc/([0-9]+)/ns/([a-z_]+)$`)
 
 // guestSpec rewrites spec's namespaces for the guest: a network namespace
 // given by a host path is the VM's own (the VMM runs in it), so the guest
-// process stays in the guest's; namespaces of the pod's sandbox
-// (/proc/<sandboxPid>/ns/...) are the guest's PIDs already, and are kept;
-// any other host path cannot be joined from the guest and is refused.
-func guestSpec(id string, spec *specs.Spec, sandboxPid uint32) error {
+// process stays in the guest's; namespaces of the pod's sandbox, which CRI
+// names by the PID the shim reported for the sandbox's task (the VMM's,
+// hostPid: /proc/<hostPid>/ns/<type>), are the sandbox init's in the guest
+// (guestPid) and become /proc/<guestPid>/ns/<type>; any other host path
+// cannot be joined from the guest and is refused.
+func guestSpec(id string, spec *specs.Spec, hostPid, guestPid uint32) error {
 	if spec.Linux == nil {
 		return nil
 	}
@@ -390,7 +389,8 @@ func guestSpec(id string, spec *specs.Spec, sandboxPid uint32) error {
 			out = append(out, ns)
 			continue
 		}
-		if m := procNS.FindStringSubmatch(ns.Path); m != nil && sandboxPid != 0 && m[1] == strconv.FormatUint(uint64(sandboxPid), 10) {
+		if m := procNS.FindStringSubmatch(ns.Path); m != nil && hostPid != 0 && guestPid != 0 && m[1] == strconv.FormatUint(uint64(hostPid), 10) {
+			ns.Path = fmt.Sprintf("/proc/%d/ns/%s", guestPid, m[2])
 			out = append(out, ns)
 			continue
 		}

@@ -36,7 +36,7 @@ func (s *service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (_ *e
 		return nil, fmt.Errorf("exec %s of task %s: %w", r.ExecID, r.ID, errdefs.ErrAlreadyExists)
 	}
 	paths := stdio.Paths{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
-	p := newExec(r.ID, r.ExecID, paths, &spec)
+	p := newExec(r.ID, r.ExecID, paths, &spec, c.init.hostPid)
 	c.execs[r.ExecID] = p // reserved while the stdio opens
 	c.mu.Unlock()
 	defer func() {

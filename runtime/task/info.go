@@ -25,7 +25,7 @@ func (s *service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.
 	resp := &taskAPI.StateResponse{
 		ID:         p.id(),
 		Bundle:     c.bundle,
-		Pid:        st.pid,
+		Pid:        p.pid(st),
 		Status:     st.status(),
 		Stdin:      p.paths.Stdin,
 		Stdout:     p.paths.Stdout,
@@ -40,22 +40,34 @@ func (s *service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.
 	return resp, nil
 }
 
+// Pids lists the container's processes as the guest sees them: guest PIDs.
+// Each one's info is a ProcessInfo (a type ctr decodes) naming the host
+// process that runs it, the VMM, with the exec's ProcessDetails as its own
+// info for an exec process.
 func (s *service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.PidsResponse, error) {
+	c, err := s.container(r.ID)
+	if err != nil {
+		return nil, err
+	}
 	procs, err := askAgent(s, r.ID, "pids", func(ac *agent.Client) ([]*api.ProcessInfo, error) { return ac.Pids(ctx, r.ID) })
 	if err != nil {
 		return nil, err
 	}
 	resp := &taskAPI.PidsResponse{}
 	for _, pr := range procs {
-		pi := &task.ProcessInfo{Pid: pr.Pid}
+		host := &task.ProcessInfo{Pid: c.init.hostPid}
 		if pr.ExecId != "" {
 			a, err := typeurl.MarshalAnyToProto(&options.ProcessDetails{ExecID: pr.ExecId})
 			if err != nil {
 				return nil, err
 			}
-			pi.Info = a
+			host.Info = a
 		}
-		resp.Processes = append(resp.Processes, pi)
+		a, err := typeurl.MarshalAnyToProto(host)
+		if err != nil {
+			return nil, err
+		}
+		resp.Processes = append(resp.Processes, &task.ProcessInfo{Pid: pr.Pid, Info: a})
 	}
 	return resp, nil
 }
@@ -78,7 +90,7 @@ func (s *service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (*taskAPI.
 func (s *service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*taskAPI.ConnectResponse, error) {
 	resp := &taskAPI.ConnectResponse{ShimPid: uint32(os.Getpid())}
 	if c, err := s.container(r.ID); err == nil {
-		resp.TaskPid = c.init.state().pid
+		resp.TaskPid = c.init.pid(c.init.state())
 	}
 	return resp, nil
 }

@@ -57,6 +57,7 @@ func (s *service) unstarted() []*process {
 
 // Start starts a created init or exec process.
 func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.StartResponse, error) {
+	t0 := time.Now()
 	c, p, err := s.process(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
@@ -105,10 +106,11 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 	if err := p.run(uint32(pid)); err != nil {
 		return nil, fmt.Errorf("start process %s of task %s: %w", p.id(), r.ID, err)
 	}
+	hostPid := p.pid(p.state())
 	if r.ExecID == "" {
-		s.send(&eventstypes.TaskStart{ContainerID: r.ID, Pid: uint32(pid)})
+		s.send(&eventstypes.TaskStart{ContainerID: r.ID, Pid: hostPid})
 	} else {
-		s.send(&eventstypes.TaskExecStarted{ContainerID: r.ID, ExecID: r.ExecID, Pid: uint32(pid)})
+		s.send(&eventstypes.TaskExecStarted{ContainerID: r.ID, ExecID: r.ExecID, Pid: hostPid})
 	}
 	// The waiter starts after the start event is queued, so the exit event
 	// follows it; the agent keeps an exit until it is waited for, so an
@@ -116,8 +118,12 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 	s.mu.Lock()
 	sb := s.sb
 	s.mu.Unlock()
-	go s.waitExit(c, p, ac, sb)
-	return &taskAPI.StartResponse{Pid: uint32(pid)}, nil
+	started := time.Now()
+	if r.ExecID == "" {
+		sandbox.Span(ctx, r.ID, "start", t0, started)
+	}
+	go s.waitExit(c, p, ac, sb, started)
+	return &taskAPI.StartResponse{Pid: hostPid}, nil
 }
 
 // failedStart records the exit of an init whose start failed.
@@ -146,7 +152,7 @@ func (s *service) exited(p *process, status uint32, at time.Time) {
 
 // waitExit waits for a started process to exit, drains its output, and
 // queues TaskExit. For init, the container's exec processes' exits go first.
-func (s *service) waitExit(c *container, p *process, ac *agent.Client, sb *sandbox.Sandbox) {
+func (s *service) waitExit(c *container, p *process, ac *agent.Client, sb *sandbox.Sandbox, started time.Time) {
 	ctx := s.ctx
 	st, err := ac.Wait(ctx, p.containerID, p.execID)
 	status, exitedAt := st.Status, st.ExitedAt
@@ -183,12 +189,19 @@ func (s *service) waitExit(c *container, p *process, ac *agent.Client, sb *sandb
 			}
 		}
 	}
+	if p.execID == "" {
+		sandbox.Span(ctx, p.containerID, "run", started, time.Now()) // the workload, until its exit is reported
+	}
 	s.exited(p, status, exitedAt)
 }
 
 // Delete removes an exited (or never started) process. Deleting the init
 // removes the container; the sandbox's own container's also stops the VM.
 func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAPI.DeleteResponse, error) {
+	if r.ExecID == "" {
+		t0 := time.Now()
+		defer func() { sandbox.Span(ctx, r.ID, "delete", t0, time.Now()) }()
+	}
 	c, p, err := s.process(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
@@ -217,7 +230,7 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 		c.mu.Lock()
 		delete(c.execs, r.ExecID)
 		c.mu.Unlock()
-		return deleteResponse(p.state()), nil
+		return deleteResponse(p), nil
 	}
 
 	if acErr == nil {
@@ -255,15 +268,16 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	s.send(&eventstypes.TaskDelete{
 		ContainerID: r.ID,
 		ID:          r.ID,
-		Pid:         st.pid,
+		Pid:         p.pid(st),
 		ExitStatus:  st.exitStatus,
 		ExitedAt:    protobuf.ToTimestamp(st.exitedAt),
 	})
-	return deleteResponse(st), nil
+	return deleteResponse(p), nil
 }
 
-func deleteResponse(st procState) *taskAPI.DeleteResponse {
-	return &taskAPI.DeleteResponse{Pid: st.pid, ExitStatus: st.exitStatus, ExitedAt: protobuf.ToTimestamp(st.exitedAt)}
+func deleteResponse(p *process) *taskAPI.DeleteResponse {
+	st := p.state()
+	return &taskAPI.DeleteResponse{Pid: p.pid(st), ExitStatus: st.exitStatus, ExitedAt: protobuf.ToTimestamp(st.exitedAt)}
 }
 
 func (s *service) Pause(ctx context.Context, r *taskAPI.PauseRequest) (*emptypb.Empty, error) {

@@ -13,7 +13,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/boxlite/boxlite-shim/runtime/sandbox"
+	"github.com/boxlite/boxlite-shim/config"
 	"github.com/boxlite/boxlite-shim/test/netnstest"
 )
 
@@ -75,32 +75,45 @@ func TestGuestSpec(t *testing.T) {
 		specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: "/var/run/netns/cni-1"},
 		specs.LinuxNamespace{Type: specs.MountNamespace},
 	)
-	if err := guestSpec("p", sandboxSpec, 0); err != nil {
+	if err := guestSpec("p", sandboxSpec, 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	if want := []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.MountNamespace}}; !reflect.DeepEqual(sandboxSpec.Linux.Namespaces, want) {
 		t.Errorf("sandbox: the VM's network namespace is the guest's own: %+v", sandboxSpec.Linux.Namespaces)
 	}
+	// CRI names the sandbox's namespaces by the PID the shim reported for
+	// its task, the VMM's (9190): in the guest they are the sandbox init's
+	// (guest PID 7).
 	app := nsSpec(
-		specs.LinuxNamespace{Type: specs.PIDNamespace, Path: "/proc/7/ns/pid"},
-		specs.LinuxNamespace{Type: specs.IPCNamespace, Path: "/proc/7/ns/ipc"},
-		specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: "/proc/7/ns/net"},
+		specs.LinuxNamespace{Type: specs.PIDNamespace, Path: "/proc/9190/ns/pid"},
+		specs.LinuxNamespace{Type: specs.IPCNamespace, Path: "/proc/9190/ns/ipc"},
+		specs.LinuxNamespace{Type: specs.UTSNamespace, Path: "/proc/9190/ns/uts"},
+		specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: "/proc/9190/ns/net"},
 		specs.LinuxNamespace{Type: specs.MountNamespace},
 	)
-	want := append([]specs.LinuxNamespace(nil), app.Linux.Namespaces...)
-	if err := guestSpec("c", app, 7); err != nil || !reflect.DeepEqual(app.Linux.Namespaces, want) {
-		t.Errorf("the sandbox's namespaces are kept for the guest: %v %+v", err, app.Linux.Namespaces)
+	want := []specs.LinuxNamespace{
+		{Type: specs.PIDNamespace, Path: "/proc/7/ns/pid"},
+		{Type: specs.IPCNamespace, Path: "/proc/7/ns/ipc"},
+		{Type: specs.UTSNamespace, Path: "/proc/7/ns/uts"},
+		{Type: specs.NetworkNamespace, Path: "/proc/7/ns/net"},
+		{Type: specs.MountNamespace},
 	}
-	other := nsSpec(specs.LinuxNamespace{Type: specs.IPCNamespace, Path: "/proc/8/ns/ipc"})
-	if err := guestSpec("c", other, 7); !errdefs.IsInvalidArgument(err) {
-		t.Errorf("another process's namespace: %v", err)
+	if err := guestSpec("c", app, 9190, 7); err != nil || !reflect.DeepEqual(app.Linux.Namespaces, want) {
+		t.Errorf("the sandbox's namespaces become the guest init's: %v %+v", err, app.Linux.Namespaces)
+	}
+	// The guest PID named as a host path is another host process's (before
+	// the shim reported the VMM's PID, CRI handed this, and it was kept).
+	for _, path := range []string{"/proc/7/ns/ipc", "/proc/8/ns/ipc", "/proc/self/ns/ipc"} {
+		if err := guestSpec("c", nsSpec(specs.LinuxNamespace{Type: specs.IPCNamespace, Path: path}), 9190, 7); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("%s, not the sandbox's: %v", path, err)
+		}
 	}
 }
 
 func TestJoinRefusedWithoutSandbox(t *testing.T) {
 	s, _ := newTestService(t)
 	dir := t.TempDir()
-	spec := `{"ociVersion":"1.2.0","process":{"args":["true"]},"annotations":{"` + sandbox.AnnotationContainerType + `":"container","` + sandbox.AnnotationSandboxID + `":"pod1"}}`
+	spec := `{"ociVersion":"1.2.0","process":{"args":["true"]},"annotations":{"` + config.AnnotationContainerType + `":"container","` + config.AnnotationSandboxID + `":"pod1"}}`
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(spec), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -55,6 +55,9 @@ type process struct {
 	execID      string
 	paths       stdio.Paths
 	spec        *specs.Process // exec processes only
+	// hostPid is the host process that runs it: the sandbox's VMM (see
+	// pid).
+	hostPid uint32
 
 	mu       sync.Mutex
 	pipes    *stdio.Pipes
@@ -64,24 +67,37 @@ type process struct {
 	exitOnce sync.Once
 }
 
-func newProcess(containerID, execID string, paths stdio.Paths) *process {
-	return &process{containerID: containerID, execID: execID, paths: paths, exited: make(chan struct{})}
+func newProcess(containerID, execID string, paths stdio.Paths, hostPid uint32) *process {
+	return &process{containerID: containerID, execID: execID, paths: paths, hostPid: hostPid, exited: make(chan struct{})}
 }
 
-// newInit is the init of a container the agent created as pid, with its
-// stdio.
-func newInit(containerID string, paths stdio.Paths, pipes *stdio.Pipes, att *agent.Attached, pid uint32) *process {
-	p := newProcess(containerID, "", paths)
+// newInit is the init of a container the agent created as guest pid, with
+// its stdio, in the sandbox whose VMM is host process hostPid.
+func newInit(containerID string, paths stdio.Paths, pipes *stdio.Pipes, att *agent.Attached, pid, hostPid uint32) *process {
+	p := newProcess(containerID, "", paths, hostPid)
 	p.pipes, p.att, p.st.pid = pipes, att, pid
 	return p
 }
 
 // newExec is an exec process added by Exec; its stdio opens later
 // (setPipes).
-func newExec(containerID, execID string, paths stdio.Paths, spec *specs.Process) *process {
-	p := newProcess(containerID, execID, paths)
+func newExec(containerID, execID string, paths stdio.Paths, spec *specs.Process, hostPid uint32) *process {
+	p := newProcess(containerID, execID, paths, hostPid)
 	p.spec = spec
 	return p
+}
+
+// pid is the PID the task API reports for the process, in state st: the
+// host PID that stands for it, its sandbox's VMM's (containerd and CRI
+// take a task's PID for a host process: /proc/<pid>/ns/... for the pod's
+// later containers, nsenter -t), or 0 while it has no process (an exec not
+// started, one whose start failed). The guest's PID (st.pid) is the
+// guest's view: Pids reports it.
+func (p *process) pid(st procState) uint32 {
+	if st.pid == 0 {
+		return 0
+	}
+	return p.hostPid
 }
 
 // id is the process's id as containerd names it: the exec id, or the
@@ -121,15 +137,15 @@ func (p *process) run(pid uint32) error {
 	return p.apply(func(st *procState) error { return st.run(pid) })
 }
 
-// exit records the process's exit and returns its pid. The caller queues
-// TaskExit, then calls markExited.
+// exit records the process's exit and returns its pid (as the task API
+// reports it). The caller queues TaskExit, then calls markExited.
 func (p *process) exit(status uint32, at time.Time) (uint32, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.st.exit(status, at); err != nil {
 		return 0, err
 	}
-	return p.st.pid, nil
+	return p.pid(p.st), nil
 }
 
 // discard stops a process that was never started, at its deletion, and

@@ -27,7 +27,23 @@
 // Config.NetNS is the namespace the VMM is born in (a pod's). Config.Net adds
 // the guest's virtio-net device on a TAP device of that namespace (made and
 // wired by package podnet); without it libkrun gives the guest TSI, whose
-// sockets are the VMM's.
+// sockets are the VMM's, but only with a kernel that has libkrunfw's TSI
+// patch (kernel.Inspect: the lean kernel). With TSI on libkrun appends
+// "tsi_hijack" to the kernel command line; a kernel without the patch (the
+// net kernel, or one that cannot be told) hands the word to init and the
+// workload, and libkrun's init sets up a dummy0 for TSI. So such a kernel
+// never gets TSI (boxlite-vmm -no-tsi): without Config.Net its guest has no
+// network.
+//
+// # Limits
+//
+// Start refuses more vCPUs than libkrun's MP table holds (254) or than the
+// kernel brings up (kernel.CheckCPUs: CONFIG_NR_CPUS where the image tells,
+// 16 for libkrunfw's). boxlite-vmm refuses a libkrun older than 1.18.1
+// (exit 8, ErrFailedPrecondition). A workload, arguments and environment
+// beyond what libkrun's kernel command line or the guest kernel takes end
+// the VMM without a word of why (a libkrun panic; a guest kernel panic and
+// exit 0): the error then says which limit (cmdline.go).
 //
 // # Exit status
 //

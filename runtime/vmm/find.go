@@ -18,8 +18,10 @@ import (
 // Recognising a VMM after its shim is gone (`shim delete`): not by its
 // command name, which krun_start_enter renames ("libkrun VM", or
 // "VM:<hostname>"), but by its executable, and as the init of a PID
-// namespace of its own (a process libkrun or the test double forks from it
-// runs the same executable, but is not its namespace's PID 1).
+// namespace of its own one level below ours (Start makes it so). A process
+// libkrun or the test double forks from it runs the same executable, but is
+// not its namespace's PID 1, or (the test double's stand-in for the guest's
+// init, PID 1 of the guest's PID namespace) is one level further down.
 
 // IsVMM reports whether pid is a boxlite-vmm VMM process.
 func IsVMM(pid int) bool {
@@ -33,8 +35,8 @@ func IsVMM(pid int) bool {
 	}
 	for _, line := range strings.Split(string(status), "\n") {
 		if v, ok := strings.CutPrefix(line, "NSpid:"); ok {
-			f := strings.Fields(v)
-			return len(f) > 1 && f[len(f)-1] == "1"
+			f := strings.Fields(v) // from our PID namespace (that of /proc) down
+			return len(f) == 2 && f[1] == "1"
 		}
 	}
 	return false

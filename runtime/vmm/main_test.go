@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +31,8 @@ var tb struct {
 	double     string // the libkrun test double (libkrun.so.1)
 	vmm        string // boxlite-vmm
 	workload   string // test/vmmworkload, static
+	agent      string // cmd/boxlite-agent, static
+	cc         string
 	lean       string // the lean kernel blob
 	net        string // the net kernel blob, or a stand-in
 	netReal    bool
@@ -132,11 +135,14 @@ func setup() {
 	tb.double = filepath.Join(tb.dir, "lib", "libkrun.so.1")
 	tb.vmm = filepath.Join(tb.dir, "bin", VMMBinaryName)
 	tb.workload = filepath.Join(tb.dir, "bin", "vmmworkload")
+	tb.agent = filepath.Join(tb.dir, "bin", "boxlite-agent")
+	tb.cc = cc
 	_ = os.MkdirAll(filepath.Join(tb.dir, "lib"), 0o755)
 	run(nil, cc, "-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-Wl,-soname,libkrun.so.1",
-		"-o", tb.double, "../../test/libkrun-double/libkrun_double.c", "-ldl")
+		"-o", tb.double, "../../test/libkrun-double/libkrun_double.c", "-ldl", "-pthread")
 	run([]string{"CGO_ENABLED=1"}, goBin, "build", "-o", tb.vmm, "github.com/boxlite/boxlite-shim/cmd/boxlite-vmm")
 	run([]string{"CGO_ENABLED=0"}, goBin, "build", "-o", tb.workload, "github.com/boxlite/boxlite-shim/test/vmmworkload")
+	run([]string{"CGO_ENABLED=0"}, goBin, "build", "-o", tb.agent, "github.com/boxlite/boxlite-shim/cmd/boxlite-agent")
 	if !tb.netReal && tb.buildErr == nil {
 		src := filepath.Join(tb.dir, "standin.c")
 		tb.net = filepath.Join(tb.dir, "standin-net", "libkrunfw.so.5.standin")
@@ -146,6 +152,45 @@ func setup() {
 		}
 		run(nil, cc, "-shared", "-fPIC", "-Wl,-soname,libkrunfw.so.5", "-o", tb.net, src)
 	}
+}
+
+// doubles are the double's release variants, built on first use.
+var doubles struct {
+	mu    sync.Mutex
+	built map[string]string // DOUBLE_VERSION -> the library
+}
+
+// doubleAs installs the double built as libkrun release build (a
+// DOUBLE_VERSION: "11800" is 1.18.0's symbols) under the file name name,
+// in a directory of its own, and returns its path.
+func doubleAs(t *testing.T, build, name string) string {
+	t.Helper()
+	need(t)
+	doubles.mu.Lock()
+	defer doubles.mu.Unlock()
+	lib, ok := doubles.built[build]
+	if !ok {
+		lib = filepath.Join(tb.dir, "double-"+build, "libkrun.so.1")
+		if err := os.MkdirAll(filepath.Dir(lib), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(tb.cc, "-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-DDOUBLE_VERSION="+build, "-Wl,-soname,libkrun.so.1",
+			"-o", lib, "../../test/libkrun-double/libkrun_double.c", "-ldl", "-pthread").CombinedOutput()
+		if err != nil {
+			t.Fatalf("building the double as %s: %v\n%s", build, err, out)
+		}
+		if doubles.built == nil {
+			doubles.built = map[string]string{}
+		}
+		doubles.built[build] = lib
+	}
+	dir, err := os.MkdirTemp(tb.dir, "as-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, name)
+	copyFile(t, lib, dst, 0o755)
+	return dst
 }
 
 func need(t *testing.T) {
@@ -191,7 +236,8 @@ func newEnv(t *testing.T) *env {
 		CPUs:         2,
 		MemoryMiB:    512,
 		AgentPort:    1024,
-		Workload:     []string{"/vmmworkload", "serve"},
+		ReadyPort:    1025,
+		Workload:     []string{"/vmmworkload", "serve", "1025"},
 		Env:          []string{"FOO=bar baz"},
 		Workdir:      "/work",
 		ReadyTimeout: 10 * time.Second,

@@ -22,11 +22,15 @@ import (
 
 	"github.com/boxlite/boxlite-shim/kernel"
 	"github.com/boxlite/boxlite-shim/reaper"
+	"github.com/boxlite/boxlite-shim/runtime/agent/api"
 )
 
 // Names inside the state directory.
 const (
 	AgentSocketName = "agent.sock"
+	// readySocketName is where the shim listens for the guest's readiness
+	// (Config.ReadyPort).
+	readySocketName = "ready.sock"
 	// ConsoleLogName is the guest console as the shim keeps it (capped, see
 	// Config.ConsoleLogMax); the part before the last rotation is in
 	// ConsoleLogName + ".1". consolePipeName is the FIFO libkrun writes it to.
@@ -54,11 +58,6 @@ const jailCaps = 1<<unix.CAP_CHOWN | 1<<unix.CAP_DAC_OVERRIDE | 1<<unix.CAP_FOWN
 	1<<unix.CAP_SETGID | 1<<unix.CAP_SETUID | 1<<unix.CAP_SETFCAP
 
 const (
-	// readyProbe is how long a probe connection to the agent socket must
-	// stay open (or be answered) to count as ready: libkrun accepts on the
-	// host socket at once and closes the connection when the guest does not
-	// listen on the port, so an accepted connection alone proves little.
-	readyProbe = 50 * time.Millisecond
 	// groupGrace bounds the wait, after the VMM is reaped, for the rest of
 	// its process group to be reaped.
 	groupGrace = 5 * time.Second
@@ -66,6 +65,8 @@ const (
 	teardownTimeout = 10 * time.Second
 	// maxSocketPath is the longest path a Unix socket address can hold.
 	maxSocketPath = 107
+	// maxVCPUs is libkrun's x86_64 MP table limit (MAX_SUPPORTED_CPUS).
+	maxVCPUs = 254
 )
 
 // Config is one sandbox's VMM.
@@ -92,12 +93,18 @@ type Config struct {
 	LibkrunPath string
 	// VMMBinary is the boxlite-vmm executable; "" means beside os.Executable().
 	VMMBinary string
-	// CPUs (1–255) and MemoryMiB size the guest.
+	// CPUs (1–254, libkrun's x86_64 MP table; at most the kernel's
+	// CONFIG_NR_CPUS where its image tells) and MemoryMiB size the guest.
 	CPUs      int
 	MemoryMiB int
 	// AgentPort is the guest vsock port the agent listens on; it is bridged
 	// to the Unix socket AgentSocket().
 	AgentPort uint32
+	// ReadyPort is the vsock port of the host the workload connects to, to
+	// send api.ReadyLine once it serves: libkrun connects that to a socket
+	// the shim listens on (krun_add_vsock_port2, listen=false). Start waits
+	// for it, or for the VMM's end; it never probes the agent's socket.
+	ReadyPort uint32
 	// Workload is the guest's program (a path inside RootDir) and its
 	// arguments; Env its environment (K=V); Workdir its working directory
 	// in the guest ("" = /).
@@ -117,9 +124,11 @@ type Config struct {
 	// console.log.1, so at most twice this is kept. 0 = DefaultConsoleLogMax.
 	ConsoleLogMax int64
 	// Net is the guest's virtio-net device (libkrun's TAP backend); nil =
-	// none, and libkrun's TSI gives the guest the VMM's network instead.
+	// none, and libkrun's TSI gives the guest the VMM's network instead if
+	// the kernel has libkrunfw's TSI patch (else the guest has no network:
+	// see the package documentation).
 	Net *Net
-	// ReadyTimeout bounds the wait for the agent socket; 0 means 10s.
+	// ReadyTimeout bounds the wait for the guest's readiness; 0 means 10s.
 	ReadyTimeout time.Duration
 
 	// extraEnv is added to the VMM's environment (tests: KRUN_DOUBLE_*).
@@ -145,6 +154,10 @@ type VMM struct {
 	// (the VMM is untrusted and can write there).
 	state   *os.File
 	console *consoleCopier
+	timing  Timing
+	// noTSI: the kernel has no TSI patch (or cannot be told to have it),
+	// so the guest never gets TSI (boxlite-vmm -no-tsi).
+	noTSI bool
 
 	mu      sync.Mutex
 	stopped bool
@@ -165,6 +178,16 @@ func Start(ctx context.Context, cfg Config, r *reaper.Reaper) (_ *VMM, retErr er
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	// What the kernel's image tells: whether it has the TSI patch, and the
+	// most CPUs it brings up. A file that cannot be read tells nothing (no
+	// TSI, no bound): boxlite-vmm then fails to load it, and says so.
+	kf, err := kernel.InspectCached(cfg.Kernel.Path)
+	if err != nil {
+		kf = kernel.Features{}
+	}
+	if err := kernel.CheckCPUs(cfg.Kernel.Name, kf, cfg.CPUs); err != nil {
+		return nil, fmt.Errorf("vmm: sandbox %s: %w", cfg.ID, err)
+	}
 	bin, err := cfg.vmmBinary()
 	if err != nil {
 		return nil, err
@@ -178,7 +201,7 @@ func Start(ctx context.Context, cfg Config, r *reaper.Reaper) (_ *VMM, retErr er
 		}
 		return nil, fmt.Errorf("vmm: sandbox %s: %w", cfg.ID, err)
 	}
-	v := &VMM{cfg: cfg, r: r}
+	v := &VMM{cfg: cfg, r: r, noTSI: kf.TSI != kernel.Yes}
 	if v.state, err = os.OpenFile(cfg.StateDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0); err != nil {
 		_ = os.Remove(cfg.StateDir)
 		return nil, fmt.Errorf("vmm: sandbox %s: %w", cfg.ID, err)
@@ -200,7 +223,16 @@ func Start(ctx context.Context, cfg Config, r *reaper.Reaper) (_ *VMM, retErr er
 	if v.console, err = startConsole(int(v.state.Fd()), cfg.ConsoleLogMax); err != nil {
 		return nil, fmt.Errorf("vmm: sandbox %s: console: %w", cfg.ID, err)
 	}
+	ready, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(cfg.StateDir, readySocketName), Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("vmm: sandbox %s: the ready socket: %w", cfg.ID, err)
+	}
+	defer ready.Close()
 	args, double := v.args(staged)
+	if v.noTSI {
+		log.G(ctx).WithField("sandbox", cfg.ID).WithField("kernel", cfg.Kernel.Name).
+			Debugf("the kernel %s: the guest gets no TSI", kf.TSIPhrase())
+	}
 	if double {
 		log.G(ctx).WithField("sandbox", cfg.ID).WithField("libkrun", cfg.LibkrunPath).
 			Warn("libkrun_path is the libkrun test double: the sandbox's workload runs as a host process, NOT in a VM (tests only)")
@@ -221,6 +253,7 @@ func Start(ctx context.Context, cfg Config, r *reaper.Reaper) (_ *VMM, retErr er
 		clone |= unix.CLONE_NEWNET
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Cloneflags: clone}
+	v.timing.Spawn = time.Now()
 	proc, err := startIn(cfg.NetNS, func() (*reaper.Process, error) { return r.Start(cmd) })
 	logf.Close()
 	if err != nil {
@@ -238,10 +271,46 @@ func Start(ctx context.Context, cfg Config, r *reaper.Reaper) (_ *VMM, retErr er
 			return nil, fmt.Errorf("vmm: sandbox %s: setting the VMM's oom_score_adj to %d: %w", cfg.ID, *cfg.OOMScoreAdj, err)
 		}
 	}
-	if err := v.waitReady(ctx); err != nil {
+	if err := v.waitReady(ctx, ready); err != nil {
 		return nil, err
 	}
+	v.timing.Ready = time.Now()
+	v.timing.Enter = v.enteredAt()
 	return v, nil
+}
+
+// Timing is when a VMM's start reached each phase: the VMM process spawned,
+// boxlite-vmm calling krun_start_enter (it says so on its log; zero if it
+// could not be read), the guest saying it serves.
+type Timing struct {
+	Spawn, Enter, Ready time.Time
+}
+
+// Timing says how the VMM's start went.
+func (v *VMM) Timing() Timing { return v.timing }
+
+// enteredAt reads boxlite-vmm's "krun_start_enter at <ns>" line from its log.
+func (v *VMM) enteredAt() time.Time {
+	f, err := openIn(v.state, VMMLogName, unix.O_RDONLY)
+	if err != nil {
+		return time.Time{}
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(io.LimitReader(f, 64<<10))
+	const marker = "boxlite-vmm: krun_start_enter at "
+	i := strings.LastIndex(string(b), marker)
+	if i < 0 {
+		return time.Time{}
+	}
+	rest := string(b[i+len(marker):])
+	if j := strings.IndexByte(rest, '\n'); j >= 0 {
+		rest = rest[:j]
+	}
+	ns, err := strconv.ParseInt(rest, 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
 }
 
 // Pid is the VMM's process ID (also its process group ID).
@@ -356,12 +425,14 @@ func (c *Config) validate() error {
 		return bad("guest root %q is not inside the jail %s", c.RootDir, c.JailDir)
 	case c.Kernel.Path == "":
 		return bad("no kernel file for variant %q", c.Kernel.Name)
-	case c.CPUs < 1 || c.CPUs > 255:
-		return bad("%d vCPUs: must be 1-255", c.CPUs)
+	case c.CPUs < 1 || c.CPUs > maxVCPUs:
+		return bad("%d vCPUs: must be 1-%d (libkrun's x86_64 MP table holds at most %d)", c.CPUs, maxVCPUs, maxVCPUs)
 	case c.MemoryMiB < 1 || int64(c.MemoryMiB) > 1<<32-1:
 		return bad("%d MiB of memory: out of range", c.MemoryMiB)
 	case c.AgentPort == 0:
 		return bad("no agent vsock port")
+	case c.ReadyPort == 0 || c.ReadyPort == c.AgentPort:
+		return bad("ready port %d: want a vsock port other than the agent's (%d)", c.ReadyPort, c.AgentPort)
 	case len(c.Workload) == 0 || c.Workload[0] == "":
 		return bad("no workload")
 	case c.Net != nil && (c.Net.Tap == "" || len(c.Net.Tap) >= unix.IFNAMSIZ || len(c.Net.MAC) != 6):
@@ -439,6 +510,7 @@ func (v *VMM) args(stagedKernel string) (args []string, double bool) {
 		"-memory-mib", strconv.Itoa(c.MemoryMiB),
 		"-root", c.inJail(c.RootDir),
 		"-vsock", fmt.Sprintf("%d:%s", c.AgentPort, c.inJail(v.AgentSocket())),
+		"-vsock-connect", fmt.Sprintf("%d:%s", c.ReadyPort, c.inJail(filepath.Join(c.StateDir, readySocketName))),
 		"-console", c.inJail(filepath.Join(c.StateDir, consolePipeName)),
 	)
 	if c.Workdir != "" {
@@ -446,6 +518,9 @@ func (v *VMM) args(stagedKernel string) (args []string, double bool) {
 	}
 	if c.Net != nil {
 		args = append(args, "-net-tap", c.Net.Tap, "-net-mac", c.Net.MAC.String())
+	}
+	if v.noTSI {
+		args = append(args, "-no-tsi")
 	}
 	for _, e := range c.Env {
 		args = append(args, "-env", e)
@@ -473,50 +548,50 @@ func (v *VMM) env() []string {
 	return append(env, v.cfg.extraEnv...)
 }
 
-// waitReady waits until the agent socket is ready, the VMM exits, ctx ends
-// or ReadyTimeout passes.
-func (v *VMM) waitReady(ctx context.Context) error {
+// waitReady waits until the guest says it serves (one api.ReadyLine on the
+// ready socket), the VMM exits, ctx ends or ReadyTimeout passes. It neither
+// sleeps nor polls: it waits on the accept, the VMM's end and the timer.
+func (v *VMM) waitReady(ctx context.Context, ready *net.UnixListener) error {
 	timer := time.NewTimer(v.cfg.ReadyTimeout)
 	defer timer.Stop()
-	backoff := 2 * time.Millisecond
-	for {
-		if v.probe() {
-			select {
-			case <-v.proc.Done():
-				return v.exitedError()
-			default:
-				return nil
-			}
+	said := make(chan error, 1)
+	go func() {
+		c, err := ready.Accept()
+		if err != nil {
+			said <- err
+			return
+		}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(v.cfg.ReadyTimeout))
+		b := make([]byte, len(api.ReadyLine))
+		n, err := io.ReadFull(c, b)
+		if string(b[:n]) != api.ReadyLine {
+			said <- fmt.Errorf("the guest connected to the ready port but said %q (%v)", b[:n], err)
+			return
+		}
+		said <- nil
+	}()
+	// Whatever happens, the listener goes: Accept returns.
+	defer ready.Close()
+	select {
+	case err := <-said:
+		if err != nil {
+			return fmt.Errorf("vmm: sandbox %s: %w%s", v.cfg.ID, err, v.logTails())
 		}
 		select {
 		case <-v.proc.Done():
 			return v.exitedError()
-		case <-ctx.Done():
-			return fmt.Errorf("vmm: sandbox %s: waiting for the agent socket: %w", v.cfg.ID, ctx.Err())
-		case <-timer.C:
-			return &kindError{kind: context.DeadlineExceeded, msg: fmt.Sprintf(
-				"vmm: sandbox %s: agent socket %s not ready after %s%s", v.cfg.ID, v.AgentSocket(), v.cfg.ReadyTimeout, v.logTails())}
-		case <-time.After(backoff):
+		default:
+			return nil
 		}
-		backoff = min(2*backoff, 50*time.Millisecond)
+	case <-v.proc.Done():
+		return v.exitedError()
+	case <-ctx.Done():
+		return fmt.Errorf("vmm: sandbox %s: waiting for the guest to be ready: %w", v.cfg.ID, ctx.Err())
+	case <-timer.C:
+		return &kindError{kind: context.DeadlineExceeded, msg: fmt.Sprintf(
+			"vmm: sandbox %s: the guest did not say it was ready within %s%s", v.cfg.ID, v.cfg.ReadyTimeout, v.logTails())}
 	}
-}
-
-// probe reports whether a connection to the agent socket is accepted and
-// then neither closed nor reset within readyProbe (or is answered).
-func (v *VMM) probe() bool {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	c, err := v.DialAgent(ctx)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	_ = c.SetReadDeadline(time.Now().Add(readyProbe))
-	var b [1]byte
-	n, err := c.Read(b[:])
-	var ne net.Error
-	return n > 0 || errors.As(err, &ne) && ne.Timeout()
 }
 
 // exitedError describes a VMM that exited before it was ready, classified
@@ -534,7 +609,7 @@ func (v *VMM) exitedError() error {
 		how = fmt.Sprintf("exit status %d", e.Status)
 	}
 	vmmLog := tail(v.state, VMMLogName)
-	msg := fmt.Sprintf("vmm: sandbox %s: the VMM exited before its agent socket was ready (%s)%s", v.cfg.ID, how, v.logTails())
+	msg := fmt.Sprintf("vmm: sandbox %s: the VMM exited before the guest was ready (%s)%s", v.cfg.ID, how, v.logTails())
 	var kind error
 	switch {
 	case e.Signaled || e.Unknown:
@@ -544,10 +619,21 @@ func (v *VMM) exitedError() error {
 		kind = errdefs.ErrFailedPrecondition
 	case e.Status == 6 && strings.Contains(vmmLog, "boxlite-vmm: kernel library"):
 		kind = errdefs.ErrNotFound
+	case e.Status == 8 && strings.Contains(vmmLog, "boxlite-vmm: unsupported libkrun"):
+		kind = errdefs.ErrFailedPrecondition
 	case e.Status == 2 && strings.Contains(vmmLog, "boxlite-vmm: "):
 		kind = errdefs.ErrInvalidArgument
 	}
 	if kind == nil {
+		// The command-line limits end a VMM with no word of why: the guest
+		// kernel's with exit 0 (it panics before its console is up),
+		// libkrun's with an abort (a Rust panic; the Go runtime then
+		// exits 2). Say so when this configuration breaks one.
+		if libkrun, guest := v.cfg.cmdlineProblems(); e.Status == 0 && !e.Unknown && guest != "" {
+			msg += "; " + guest
+		} else if e.Status != 0 && libkrun != "" {
+			msg += "; " + libkrun
+		}
 		return errors.New(msg)
 	}
 	return &kindError{kind: kind, msg: msg}

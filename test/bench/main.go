@@ -177,6 +177,9 @@ func run(ctx context.Context, o options) (code int) {
 	if os.Geteuid() != 0 {
 		h.Fatal("the bench needs root (containerd, mounts, namespaces)")
 	}
+	// The test suites check the whole host for our processes, as the bench
+	// does: take turns with them.
+	defer ctrd.LockSuites()()
 	if left := waitIdle(ctx, o.wait); len(left) > 0 {
 		h.Fatalf("processes of ours are already running, so the figures would be wrong and cleanup would be ambiguous: %+v (stop them first)", left)
 	}
@@ -647,8 +650,12 @@ func (b *bench) repeat(ctx context.Context, what string, runtimes []string, warm
 // container, snapshot, shim (and for boxlite, VMM and agent) all new.
 func (b *bench) coldStart(ctx context.Context) {
 	b.logf("cold start: %d runs each (+1 warm-up)", b.o.reps)
-	samples, attempts := b.repeat(ctx, "cold start", []string{boxlite, runc}, true, func(_ int, rt string) (time.Duration, error) {
+	measured := map[string]bool{}
+	samples, attempts := b.repeat(ctx, "cold start", []string{boxlite, runc}, true, func(i int, rt string) (time.Duration, error) {
 		id := b.newID(rt, "cold")
+		if i >= 0 && rt == boxlite {
+			measured[id] = true
+		}
 		b.live[id] = true
 		d, err := b.timedCtr(ctx, b.runArgs(rt, "--rm", b.img, id, "/bin/true")...)
 		if err != nil {
@@ -657,7 +664,8 @@ func (b *bench) coldStart(ctx context.Context) {
 		delete(b.live, id)
 		return d, err
 	})
-	b.pair("cold start: ctr run --rm /bin/true", "ms", samples, attempts, "boxlite ≤ 1.5× runc", 1.5)
+	b.pair("cold start: ctr run --rm /bin/true", "ms", samples, attempts, "boxlite ≤ 1.15× runc", 1.15)
+	b.phaseRows(measured)
 }
 
 // execLatency times `ctr task exec` of /bin/true in one running container
@@ -677,7 +685,7 @@ func (b *bench) execLatency(ctx context.Context) {
 		return b.timedCtr(ctx, "task", "exec", "--exec-id", fmt.Sprintf("e%d", i+1), ids[rt], "/bin/true")
 	})
 	b.removeAll(slices.Collect(maps.Values(ids)))
-	b.pair("exec latency: ctr task exec /bin/true", "ms", samples, attempts, "", 0)
+	b.pair("exec latency: ctr task exec /bin/true", "ms", samples, attempts, "boxlite ≤ 0.6× runc", 0.6)
 }
 
 // criHandlers are the CRI RuntimeClass handlers of each runtime: boxlite's
@@ -697,7 +705,7 @@ func (b *bench) criFirstLog(ctx context.Context) {
 	})
 	// Whatever an error or an interrupt left in CRI goes now.
 	b.cri.AssertClean(b.h)
-	b.pair(figure, "ms", samples, attempts, "", 0)
+	b.pair(figure, "ms", samples, attempts, "boxlite ≤ 1.10× runc", 1.10)
 }
 
 // criRun runs one pod of runtime rt with a container that echoes a line,
@@ -822,8 +830,8 @@ func (b *bench) memory(ctx context.Context) {
 	for i := range b.rep.Rows {
 		r := &b.rep.Rows[i]
 		if r.Figure == "memory: shim RSS per sandbox" && r.Runtime == boxlite && r.Summary != nil {
-			met := r.Summary.Median <= 20
-			r.Target, r.TargetMet = "≤ 20 MiB", &met
+			met := r.Summary.Median <= 16
+			r.Target, r.TargetMet = "≤ 16 MiB", &met
 		}
 	}
 	for _, x := range []struct {
@@ -914,6 +922,10 @@ func (b *bench) density(ctx context.Context) {
 		}
 		if rows[0].Summary != nil && rows[1].Summary != nil && rows[1].Summary.Median > 0 {
 			rows[0].RatioToRunc = rows[0].Summary.Median / rows[1].Summary.Median
+			if n >= 50 {
+				met := rows[0].RatioToRunc <= 1.10 && fails[boxlite] == 0
+				rows[0].Target, rows[0].TargetMet = "≤ 1.10× runc, zero failures", &met
+			}
 		}
 		b.add(rows[0])
 		b.add(rows[1])

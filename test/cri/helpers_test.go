@@ -17,13 +17,13 @@ import (
 )
 
 // env is test/crid's environment (a private containerd with CRI, the
-// boxlite drop-in, a CNI network, the images, crictl) with this suite's
-// helpers.
+// boxlite drop-in, a runc handler to compare with, a CNI network, the
+// images, crictl) with this suite's helpers.
 type env struct{ *crid.Env }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	return &env{crid.New(t, crid.Options{})}
+	return &env{crid.New(t, crid.Options{ExtraCRIConfig: crid.RuncHandler()})}
 }
 
 // record is the pod's sandbox state record (the VMM's PID, its directory).
@@ -94,9 +94,11 @@ func kernelSHAs(t *testing.T, cfg string) map[string]string {
 	if err != nil {
 		t.Fatalf("kernels: %v\n%s", err, out)
 	}
+	// The variants table (SOURCE is "embedded" or "path"); the hardening
+	// table after it has other columns.
 	shas := map[string]string{}
 	for _, line := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(line); len(f) >= 4 && f[0] != "VARIANT" {
+		if f := strings.Fields(line); len(f) >= 4 && f[0] != "VARIANT" && (f[2] == "embedded" || f[2] == "path") {
 			shas[f[0]] = f[3]
 		}
 	}

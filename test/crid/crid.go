@@ -50,6 +50,14 @@ type Options struct {
 	// ExtraCNIPlugins are plugin configurations (JSON objects) appended
 	// to the network's chain, e.g. portmap.
 	ExtraCNIPlugins []string
+	// Imports, when set, stand in for the repository's drop-in and the
+	// env's shim configs: the daemon's config imports these files (e.g. the
+	// conf.d/*.toml of an installed node), whose handlers name their own
+	// shim configs, and LeanConfig and NetConfig stay empty.
+	Imports []string
+	// BinDir holds the shim binaries the daemon runs; "" = the
+	// repository's build (ctrd.BinDir).
+	BinDir string
 }
 
 // Env is one private containerd with CRI, the boxlite drop-in, a CNI bridge
@@ -64,7 +72,10 @@ type Env struct {
 	LeanConfig string
 	NetConfig  string
 	// LogDir holds pods' log directories (PodConfig).
-	LogDir   string
+	LogDir string
+	// Double is the libkrun test double (the repository's
+	// bin/test/libkrun.so.1), which the env's shim configs name.
+	Double   string
 	crictlCf string
 }
 
@@ -96,9 +107,12 @@ func New(t testing.TB, o Options) *Env {
 	if os.Geteuid() != 0 {
 		t.Skip("CRI tests need root: this test runs as uid", os.Geteuid())
 	}
-	bin := ctrd.BinDir(t)
+	bin := o.BinDir
+	if bin == "" {
+		bin = ctrd.BinDir(t)
+	}
 	deps := ctrd.Deps()
-	ctrd.Require(t, filepath.Join(bin, "test", "libkrun.so.1"), filepath.Join(bin, "boxlite-vmm"), filepath.Join(bin, "boxlite-agent"),
+	ctrd.Require(t, filepath.Join(ctrd.BinDir(t), "test", "libkrun.so.1"), filepath.Join(bin, "boxlite-vmm"), filepath.Join(bin, "boxlite-agent"),
 		filepath.Join(deps, "bin", "crictl"), filepath.Join(deps, "cni", "bin", "bridge"), filepath.Join(deps, "cni", "bin", "host-local"),
 		filepath.Join(deps, "cni", "bin", "loopback"), filepath.Join(deps, "busybox", "busybox"))
 	if _, err := exec.LookPath("ip"); err != nil {
@@ -127,11 +141,15 @@ func New(t testing.TB, o Options) *Env {
 		}
 	})
 	e := &Env{Dir: dir, StateDir: stateDir, CacheDir: filepath.Join(dir, "cache"), LogDir: filepath.Join(dir, "logs")}
-	double, _ := filepath.Abs(filepath.Join(bin, "test", "libkrun.so.1"))
-	base := fmt.Sprintf("libkrun_path = %q\nstate_dir = %q\ncache_dir = %q\n", double, e.StateDir, e.CacheDir)
-	e.LeanConfig = e.Write(t, "config.toml", base+"[kernel]\ndefault = \"lean\"\n")
-	// boxlite-net's config also lets pods size their VM by annotation.
-	e.NetConfig = e.Write(t, "config-net.toml", base+"[kernel]\ndefault = \"net\"\n[annotations]\nenabled = [\"io.boxlite.kernel\", \"io.boxlite.memory_mib\"]\n")
+	e.Double, _ = filepath.Abs(filepath.Join(ctrd.BinDir(t), "test", "libkrun.so.1"))
+	dropIn := ""
+	if len(o.Imports) == 0 {
+		base := fmt.Sprintf("libkrun_path = %q\nstate_dir = %q\ncache_dir = %q\n", e.Double, e.StateDir, e.CacheDir)
+		e.LeanConfig = e.Write(t, "config.toml", base+"[kernel]\ndefault = \"lean\"\n")
+		// boxlite-net's config also lets pods size their VM by annotation.
+		e.NetConfig = e.Write(t, "config-net.toml", base+"[kernel]\ndefault = \"net\"\n[annotations]\nenabled = [\"io.boxlite.kernel\", \"io.boxlite.memory_mib\"]\n")
+		dropIn = DropIn(t, map[string]string{"/etc/boxlite/config.toml": e.LeanConfig, "/etc/boxlite/config-net.toml": e.NetConfig})
+	}
 	cniConf := filepath.Join(dir, "cni", "conf")
 	e.Write(t, "cni/conf/10-bxcri.conflist", fmt.Sprintf(`{
   "cniVersion": "1.0.0",
@@ -162,9 +180,8 @@ func New(t testing.TB, o Options) *Env {
   sandbox = %q
 %s
 %s`, filepath.Join(deps, "cni", "bin"), cniConf, sandboxImage,
-		DropIn(t, map[string]string{"/etc/boxlite/config.toml": e.LeanConfig, "/etc/boxlite/config-net.toml": e.NetConfig}),
-		o.ExtraCRIConfig)
-	e.D = ctrd.Start(t, ctrd.Options{CRI: true, ExtraConfig: extra})
+		dropIn, o.ExtraCRIConfig)
+	e.D = ctrd.Start(t, ctrd.Options{CRI: true, ExtraConfig: extra, Imports: o.Imports, BinDir: o.BinDir})
 	e.crictlCf = e.Write(t, "crictl.yaml", fmt.Sprintf("runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 60\n", e.D.Address, e.D.Address))
 	e.importImages(t)
 	return e

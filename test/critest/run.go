@@ -56,12 +56,7 @@ func New(t *testing.T) *Env {
 	cri := crid.New(t, crid.Options{SandboxImage: SandboxImage, ExtraCNIPlugins: []string{portmap}, ExtraCRIConfig: fmt.Sprintf(`
 [plugins."io.containerd.cri.v1.images".registry]
   config_path = %q
-
-[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
-  runtime_type = "io.containerd.runc.v2"
-  [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
-    BinaryName = %q
-`, hosts, runc)})
+%s`, hosts, crid.RuncHandler())})
 	return &Env{Env: cri, Registry: reg, critest: critest}
 }
 

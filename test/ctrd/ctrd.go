@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -85,6 +86,12 @@ type Options struct {
 	ExtraConfig string
 	// CRI keeps the CRI plugin enabled (off by default: ctr tests need no CRI).
 	CRI bool
+	// Imports are files (or globs) the config imports, as an operator's
+	// config imports /etc/containerd/conf.d/*.toml.
+	Imports []string
+	// BinDir holds the shim binaries containerd runs (first on its PATH);
+	// "" = BinDir(t), the repository's build.
+	BinDir string
 }
 
 // Start runs containerd with its own root, state, sockets and config under a
@@ -96,7 +103,11 @@ func Start(t testing.TB, o Options) *Daemon {
 		t.Skip("containerd end-to-end tests need root: this test runs as uid", os.Geteuid())
 	}
 	containerd := filepath.Join(Deps(), "bin", "containerd")
-	Require(t, containerd, filepath.Join(Deps(), "bin", "ctr"), filepath.Join(BinDir(t), "containerd-shim-boxlite-v2"))
+	bin := o.BinDir
+	if bin == "" {
+		bin = BinDir(t)
+	}
+	Require(t, containerd, filepath.Join(Deps(), "bin", "ctr"), filepath.Join(bin, "containerd-shim-boxlite-v2"))
 
 	// Short paths: unix socket paths are limited to 108 bytes.
 	dir, err := os.MkdirTemp("", "bxc")
@@ -110,15 +121,24 @@ func Start(t testing.TB, o Options) *Daemon {
 		Root:    filepath.Join(dir, "root"),
 		State:   filepath.Join(dir, "state"),
 		Log:     filepath.Join(dir, "containerd.log"),
-		PATH:    strings.Join([]string{BinDir(t), filepath.Join(Deps(), "bin"), os.Getenv("PATH")}, ":"),
+		PATH:    strings.Join([]string{bin, filepath.Join(Deps(), "bin"), os.Getenv("PATH")}, ":"),
 	}
 	disabled := `disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.podsandbox.controller.v1.podsandbox", "io.containerd.sandbox.controller.v1.shim", "io.containerd.internal.v1.opt", "io.containerd.nri.v1.nri"]`
 	if o.CRI {
 		disabled = `disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.nri.v1.nri"]`
 	}
+	imports := ""
+	if len(o.Imports) > 0 {
+		q := make([]string, len(o.Imports))
+		for i, p := range o.Imports {
+			q[i] = strconv.Quote(p)
+		}
+		imports = "imports = [" + strings.Join(q, ", ") + "]"
+	}
 	cfg := fmt.Sprintf(`version = 3
 root = %q
 state = %q
+%s
 %s
 
 [grpc]
@@ -130,7 +150,7 @@ state = %q
 [debug]
   level = "debug"
 %s
-`, d.Root, d.State, disabled, d.Address, d.Address+".ttrpc", o.ExtraConfig)
+`, d.Root, d.State, imports, disabled, d.Address, d.Address+".ttrpc", o.ExtraConfig)
 	cfgPath := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/boxlite/boxlite-shim/reaper"
+	"github.com/boxlite/boxlite-shim/runtime/cgmount"
 )
 
 // OurBinaries are the executables whose processes must not outlive a test.
@@ -46,8 +47,12 @@ func OurProcesses() []Process {
 		state := s[i+2 : i+3]
 		exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
 		for _, b := range OurBinaries {
-			// comm is cut at 15 bytes; exe is gone for zombies.
-			if filepath.Base(strings.TrimSuffix(exe, " (deleted)")) == b || strings.HasPrefix(b, comm) && len(comm) >= 11 {
+			// comm is cut at 15 bytes; exe is gone for zombies. A VMM's
+			// main thread is renamed by krun_start_enter ("libkrun VM":
+			// runtime/vmm gives it no HOSTNAME), so a zombie VMM has that
+			// comm.
+			if filepath.Base(strings.TrimSuffix(exe, " (deleted)")) == b || strings.HasPrefix(b, comm) && len(comm) >= 11 ||
+				b == "boxlite-vmm" && exe == "" && comm == "libkrun VM" {
 				out = append(out, Process{Pid: pid, Exe: exe, State: state})
 				break
 			}
@@ -105,18 +110,7 @@ func CgroupsLeft(prefix string) []string {
 }
 
 // Cgroup2Mount is where the host mounts its cgroup v2 hierarchy ("" if not).
-func Cgroup2Mount() string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if _, post, ok := strings.Cut(line, " - "); ok && strings.HasPrefix(post, "cgroup2 ") {
-			return strings.Fields(line)[4]
-		}
-	}
-	return ""
-}
+func Cgroup2Mount() string { return cgmount.Unified() }
 
 // SuiteLeftovers lists what a whole test run left behind, for a TestMain to
 // report after m.Run: processes of ours, mounts of containers' root

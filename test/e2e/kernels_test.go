@@ -23,8 +23,10 @@ func TestKernelsCommand(t *testing.T) {
 		t.Fatalf("kernels: %v\n%s", err, out)
 	}
 	t.Logf("\n%s", out)
+	// The first table (variants); the hardening table follows a blank line.
 	rows := map[string][]string{}
-	for _, line := range strings.Split(string(out), "\n") {
+	first, _, _ := strings.Cut(string(out), "\n\n")
+	for _, line := range strings.Split(first, "\n") {
 		f := strings.Fields(line)
 		if len(f) >= 10 && f[0] != "VARIANT" {
 			rows[f[0]] = f

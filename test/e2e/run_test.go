@@ -341,19 +341,26 @@ func TestCtr(t *testing.T) {
 			t.Fatal(err)
 		}
 		calls := map[string]map[string]any{}
+		var ports []string
 		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 			var c map[string]any
 			if err := json.Unmarshal([]byte(l), &c); err != nil {
 				t.Fatalf("call log line %q: %v", l, err)
 			}
 			calls[fmt.Sprint(c["call"])] = c
+			if c["call"] == "krun_add_vsock_port2" {
+				ports = append(ports, fmt.Sprintf("%v/%v", c["port"], c["listen"]))
+			}
+		}
+		// The agent's port, and the ready port the agent connects to.
+		if got := strings.Join(ports, " "); got != "1024/true 1025/false" {
+			t.Errorf("vsock ports %s, want 1024/true 1025/false", got)
 		}
 		for _, c := range []struct{ call, key, want string }{
 			{"krun_set_vm_config", "vcpus", "2"},
 			{"krun_set_vm_config", "ram_mib", "256"},
 			{"krun_set_root", "root", "/root"}, // inside the VMM's jail (rec.Dir)
 			{"krun_set_exec", "exec_path", "/.boxlite/boxlite-agent"},
-			{"krun_add_vsock_port2", "port", "1024"},
 		} {
 			if got := fmt.Sprint(calls[c.call][c.key]); got != c.want {
 				t.Errorf("%s %s = %s, want %s", c.call, c.key, got, c.want)

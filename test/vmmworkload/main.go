@@ -3,13 +3,14 @@
 // double, it serves the vsock bridge's listening socket that it inherits as fd
 // 3 (LISTEN_FDS, systemd style).
 //
-//	vmmworkload serve          serve fd 3 (the default)
+//	vmmworkload serve [PORT]   serve fd 3 (the default); with PORT, then say it
+//	                           serves on the host's vsock PORT (as the agent does)
 //	vmmworkload exit-now N     exit with status N at once
 //	vmmworkload close-and-wait close fd 3 and sleep: never becomes ready
 //
 // Each connection is greeted with one line:
 //
-//	ok pid=<pid> hostname=<h> cwd=<dir> double=<BOXLITE_TEST_DOUBLE> ports=<BOXLITE_VSOCK_PORTS>
+//	ok pid=<pid> ppid=<ppid> hostname=<h> cwd=<dir> double=<BOXLITE_TEST_DOUBLE> ports=<BOXLITE_VSOCK_PORTS>
 //
 // then it answers commands, one per line: "env K" prints "K=<value>";
 // "links" prints its network interfaces as "name=mac ..." (sorted by
@@ -26,6 +27,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/boxlite/boxlite-shim/runtime/guest"
 )
 
 func main() {
@@ -59,6 +62,16 @@ func main() {
 		fmt.Fprintln(os.Stderr, "vmmworkload:", err)
 		os.Exit(2)
 	}
+	if len(os.Args) > 2 {
+		port, err := strconv.ParseUint(os.Args[2], 10, 32)
+		if err == nil {
+			err = guest.SignalReady(uint32(port))
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "vmmworkload: ready:", err)
+			os.Exit(2)
+		}
+	}
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -73,8 +86,8 @@ func serve(c net.Conn) {
 	defer c.Close()
 	host, _ := os.Hostname()
 	cwd, _ := os.Getwd()
-	fmt.Fprintf(c, "ok pid=%d hostname=%s cwd=%s double=%s ports=%s\n",
-		os.Getpid(), host, cwd, os.Getenv("BOXLITE_TEST_DOUBLE"), os.Getenv("BOXLITE_VSOCK_PORTS"))
+	fmt.Fprintf(c, "ok pid=%d ppid=%d hostname=%s cwd=%s double=%s ports=%s\n",
+		os.Getpid(), os.Getppid(), host, cwd, os.Getenv("BOXLITE_TEST_DOUBLE"), os.Getenv("BOXLITE_VSOCK_PORTS"))
 	sc := bufio.NewScanner(c)
 	for sc.Scan() {
 		cmd, arg, _ := strings.Cut(strings.TrimSpace(sc.Text()), " ")

@@ -26,6 +26,10 @@ const (
 	AckOK = "ok"
 	// MaxHeaderLen bounds a header line, newline included.
 	MaxHeaderLen = 4096
+	// ReadyLine is the one line the agent sends on the ready port (a vsock
+	// port of the host it connects to) once it serves: the shim waits for
+	// it instead of probing the agent's socket.
+	ReadyLine = "boxlite-ready/1\n"
 )
 
 // Stream names of a stdio connection.
