@@ -233,7 +233,11 @@ func Start(ctx context.Context, cfg Config, r *reaper.Reaper) (_ *VMM, retErr er
 		log.G(ctx).WithField("sandbox", cfg.ID).WithField("kernel", cfg.Kernel.Name).
 			Debugf("the kernel %s: the guest gets no TSI", kf.TSIPhrase())
 	}
-	if double {
+	switch {
+	case double && IsTestEngine(cfg.LibkrunPath):
+		log.G(ctx).WithField("sandbox", cfg.ID).WithField("libkrun", cfg.LibkrunPath).
+			Warn("libkrun_path is the emulated engine: QEMU software emulation standing in for libkrun + KVM (tests only)")
+	case double:
 		log.G(ctx).WithField("sandbox", cfg.ID).WithField("libkrun", cfg.LibkrunPath).
 			Warn("libkrun_path is the libkrun test double: the sandbox's workload runs as a host process, NOT in a VM (tests only)")
 	}
@@ -681,10 +685,26 @@ type kindError struct {
 func (e *kindError) Error() string { return e.msg }
 func (e *kindError) Unwrap() error { return e.kind }
 
-// IsTestDouble reports whether the shared library at path is the libkrun test
-// double (it exports krun_test_double). It reads the ELF file and loads
+// IsTestDouble reports whether the shared library at path is one of the
+// project's test implementations of libkrun (it exports krun_test_double):
+// the host double (test/libkrun-double) or the emulated engine
+// (test/libkrun-qemu, see IsTestEngine). It reads the ELF file and loads
 // nothing. A bare name (no "/") is not looked up and reports false.
-func IsTestDouble(path string) bool {
+func IsTestDouble(path string) bool { return exports(path, "krun_test_double") }
+
+// IsTestEngine reports whether the shared library at path is the emulated
+// engine (test/libkrun-qemu: it exports krun_test_engine_qemu besides
+// krun_test_double): a test implementation of libkrun whose guests are real,
+// booted under QEMU's software emulation instead of KVM. Like the host
+// double it is used only when named explicitly (IsTestDouble holds for it
+// too), but its workload runs in a guest kernel, not on the host.
+func IsTestEngine(path string) bool {
+	return exports(path, "krun_test_double") && exports(path, "krun_test_engine_qemu")
+}
+
+// exports reports whether the ELF shared library at path defines the dynamic
+// symbol name.
+func exports(path, name string) bool {
 	if !strings.Contains(path, "/") {
 		return false
 	}
@@ -698,7 +718,7 @@ func IsTestDouble(path string) bool {
 		return false
 	}
 	for _, s := range syms {
-		if s.Name == "krun_test_double" && s.Section != elf.SHN_UNDEF {
+		if s.Name == name && s.Section != elf.SHN_UNDEF {
 			return true
 		}
 	}
