@@ -438,18 +438,20 @@ func (s *Sandbox) Stopping() bool { return s.stopping.Load() }
 // Done is closed when the VMM has exited.
 func (s *Sandbox) Done() <-chan struct{} { return s.vmm.Done() }
 
-// ExitReason describes how the VMM ended, for logs and errors.
+// ExitReason describes how the VMM ended, for logs and errors, with the
+// end of its log and of the guest console (a guest kernel's panic is there)
+// while the sandbox's state is still there.
 func (s *Sandbox) ExitReason() string {
 	e, ok := s.vmm.Exit()
 	switch {
 	case !ok:
 		return "the VMM is running"
 	case e.Unknown:
-		return fmt.Sprintf("the VMM (pid %d) exited, status unknown", e.Pid)
+		return fmt.Sprintf("the VMM (pid %d) exited, status unknown%s", e.Pid, s.vmm.LogTails())
 	case e.Signaled:
-		return fmt.Sprintf("the VMM (pid %d) was killed by signal %d", e.Pid, e.Status-128)
+		return fmt.Sprintf("the VMM (pid %d) was killed by signal %d%s", e.Pid, e.Status-128, s.vmm.LogTails())
 	default:
-		return fmt.Sprintf("the VMM (pid %d) exited with status %d", e.Pid, e.Status)
+		return fmt.Sprintf("the VMM (pid %d) exited with status %d%s", e.Pid, e.Status, s.vmm.LogTails())
 	}
 }
 

@@ -427,7 +427,7 @@ func TestQEMUStartFailures(t *testing.T) {
 		{
 			name:  "not a kernel",
 			setup: func(e *env) { e.cfg.Kernel.Path = notKernel; e.cfg.ReadyTimeout = 60 * time.Second },
-			want:  []string{"exited before the guest was ready", "exit status 0", "the guest ended before its init started", "guest console"},
+			want:  []string{"exited before the guest was ready", "exit status 0", "the guest ended before its init started", "guest console", "console.log: (empty"},
 		},
 		{
 			name:  "a krun call fails",

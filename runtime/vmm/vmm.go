@@ -612,7 +612,7 @@ func (v *VMM) exitedError() error {
 	default:
 		how = fmt.Sprintf("exit status %d", e.Status)
 	}
-	vmmLog := tail(v.state, VMMLogName)
+	vmmLog, _ := tail(v.state, VMMLogName)
 	msg := fmt.Sprintf("vmm: sandbox %s: the VMM exited before the guest was ready (%s)%s", v.cfg.ID, how, v.logTails())
 	var kind error
 	switch {
@@ -643,22 +643,35 @@ func (v *VMM) exitedError() error {
 	return &kindError{kind: kind, msg: msg}
 }
 
+// LogTails is the end of vmm.log and of the guest console (console.log), as
+// errors quote them ("; vmm.log: ...; console.log: ..."), once what the VMM
+// wrote to the console has been kept; a console with nothing in it says so.
+// After Stop it is "" (the state directory is gone).
+func (v *VMM) LogTails() string { return v.logTails() }
+
 func (v *VMM) logTails() string {
+	if v.console != nil && v.console.r != nil {
+		v.console.settle(time.Second)
+	}
 	var b strings.Builder
 	for _, name := range []string{VMMLogName, ConsoleLogName} {
-		if t := tail(v.state, name); t != "" {
+		t, ok := tail(v.state, name)
+		switch {
+		case t != "":
 			fmt.Fprintf(&b, "; %s: %s", name, t)
+		case ok && name == ConsoleLogName:
+			fmt.Fprintf(&b, "; %s: (empty: the guest wrote nothing to its console)", name)
 		}
 	}
 	return b.String()
 }
 
 // tail returns the last lines (at most 2 KiB) of file name in dir, joined
-// by " | ".
-func tail(dir *os.File, name string) string {
+// by " | ", and whether the file could be read.
+func tail(dir *os.File, name string) (string, bool) {
 	f, err := openIn(dir, name, unix.O_RDONLY)
 	if err != nil {
-		return ""
+		return "", false
 	}
 	defer f.Close()
 	const max = 2048
@@ -673,7 +686,7 @@ func tail(dir *os.File, name string) string {
 	for i := range lines {
 		lines[i] = strings.TrimSpace(lines[i])
 	}
-	return strings.Join(lines, " | ")
+	return strings.Join(lines, " | "), true
 }
 
 // kindError is an error with an errdefs (or context) class.
