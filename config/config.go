@@ -49,6 +49,8 @@ const (
 	MaxRootSizeMiB      = 1 << 20
 	MinConsoleLogMaxKiB = 4
 	MaxConsoleLogMaxKiB = 1 << 20
+	// MaxReadyTimeoutS bounds vm.ready_timeout_s (0 = automatic).
+	MaxReadyTimeoutS = 3600
 	// MaxFileSize bounds the size of a configuration file or body.
 	MaxFileSize = 1 << 20
 )
@@ -105,6 +107,10 @@ type VMConfig struct {
 	// ConsoleLogMaxKiB bounds the kept guest console (console.log; the part
 	// before it in console.log.1).
 	ConsoleLogMaxKiB int `toml:"console_log_max_kib"`
+	// ReadyTimeoutS bounds, in seconds, the wait from the VMM's start until
+	// the guest's agent says it serves; 0 = automatic (the VMM's default,
+	// longer under the emulated engine: see runtime/sandbox).
+	ReadyTimeoutS int `toml:"ready_timeout_s"`
 }
 
 // Default returns the built-in configuration, a fresh copy each call.
@@ -195,6 +201,11 @@ root_size_mib = 256
 # The guest console kept per sandbox (console.log, and the part before it in
 # console.log.1), in KiB: 4..1048576.
 console_log_max_kib = 1024
+# Seconds a sandbox's guest may take from the VMM's start until its agent
+# serves, before the start fails: 0..3600; 0 = automatic (10, or 120 where
+# libkrun_path names the emulated engine of the tests, whose guests boot
+# under QEMU's software emulation).
+ready_timeout_s = 0
 `
 
 // Parse parses and validates a configuration document. source names it in
@@ -464,7 +475,7 @@ var acceptedValues = map[string]string{
 	"kernel.paths":           fmt.Sprintf("a table mapping known kernel variants (%s) to absolute paths", variantList()),
 	"annotations":            "a table: [annotations] with enabled",
 	"annotations.enabled":    fmt.Sprintf("a list of distinct known annotations (%s), or %q for all of them", strings.Join(KnownAnnotations(), ", "), AnnotationWildcard),
-	"vm":                     "a table: [vm] with cpus, memory_mib, max_cpus, max_memory_mib, overhead_memory_mib, root_size_mib, console_log_max_kib",
+	"vm":                     "a table: [vm] with cpus, memory_mib, max_cpus, max_memory_mib, overhead_memory_mib, root_size_mib, console_log_max_kib, ready_timeout_s",
 	"vm.cpus":                "an integer from 1 to vm.max_cpus",
 	"vm.memory_mib":          fmt.Sprintf("an integer from %d to vm.max_memory_mib", MinMemoryMiB),
 	"vm.max_cpus":            fmt.Sprintf("an integer from 1 to %d (libkrun's x86_64 MP table holds at most %d vCPUs)", MaxVCPUs, MaxVCPUs),
@@ -472,6 +483,7 @@ var acceptedValues = map[string]string{
 	"vm.overhead_memory_mib": fmt.Sprintf("an integer from 0 to %d", MaxOverheadMemoryMiB),
 	"vm.root_size_mib":       fmt.Sprintf("an integer from %d to %d", MinRootSizeMiB, MaxRootSizeMiB),
 	"vm.console_log_max_kib": fmt.Sprintf("an integer from %d to %d", MinConsoleLogMaxKiB, MaxConsoleLogMaxKiB),
+	"vm.ready_timeout_s":     fmt.Sprintf("an integer from 0 (automatic) to %d", MaxReadyTimeoutS),
 }
 
 func variantList() string {
@@ -585,6 +597,9 @@ func (c *Config) Validate() error {
 	}
 	if v.ConsoleLogMaxKiB < MinConsoleLogMaxKiB || v.ConsoleLogMaxKiB > MaxConsoleLogMaxKiB {
 		add("vm.console_log_max_kib = %d: must be %s", v.ConsoleLogMaxKiB, acceptedValues["vm.console_log_max_kib"])
+	}
+	if v.ReadyTimeoutS < 0 || v.ReadyTimeoutS > MaxReadyTimeoutS {
+		add("vm.ready_timeout_s = %d: must be %s", v.ReadyTimeoutS, acceptedValues["vm.ready_timeout_s"])
 	}
 
 	if len(p) > 0 {

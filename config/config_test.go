@@ -207,9 +207,10 @@ func TestParseValid(t *testing.T) {
 			return slices.Equal(c.EnabledAnnotations(), KnownAnnotations())
 		}},
 		{"nothing enabled", "[annotations]\nenabled = []\n", func(c *Config) bool { return len(c.EnabledAnnotations()) == 0 }},
-		{"vm bounds", "[vm]\ncpus = 254\nmax_cpus = 254\nmemory_mib = 128\nmax_memory_mib = 128\noverhead_memory_mib = 0\nroot_size_mib = 32\nconsole_log_max_kib = 4\n", func(c *Config) bool {
-			return c.VM == VMConfig{CPUs: 254, MaxCPUs: 254, MemoryMiB: 128, MaxMemoryMiB: 128, RootSizeMiB: 32, ConsoleLogMaxKiB: 4}
+		{"vm bounds", "[vm]\ncpus = 254\nmax_cpus = 254\nmemory_mib = 128\nmax_memory_mib = 128\noverhead_memory_mib = 0\nroot_size_mib = 32\nconsole_log_max_kib = 4\nready_timeout_s = 3600\n", func(c *Config) bool {
+			return c.VM == VMConfig{CPUs: 254, MaxCPUs: 254, MemoryMiB: 128, MaxMemoryMiB: 128, RootSizeMiB: 32, ConsoleLogMaxKiB: 4, ReadyTimeoutS: 3600}
 		}},
+		{"ready timeout", "[vm]\nready_timeout_s = 1\n", func(c *Config) bool { return c.VM.ReadyTimeoutS == 1 }},
 		{"vm top", "[vm]\nmemory_mib = 4194304\nmax_memory_mib = 4194304\noverhead_memory_mib = 4096\n", func(c *Config) bool {
 			return c.VM.MemoryMiB == MaxMemoryMiB && c.VM.OverheadMemoryMiB == MaxOverheadMemoryMiB
 		}},
@@ -278,6 +279,8 @@ func TestParseInvalid(t *testing.T) {
 		{"root size over", "[vm]\nroot_size_mib = 1048577", []string{"vm.root_size_mib = 1048577", "from 32 to 1048576"}},
 		{"console cap under", "[vm]\nconsole_log_max_kib = 3", []string{"vm.console_log_max_kib = 3", "from 4 to 1048576"}},
 		{"console cap over", "[vm]\nconsole_log_max_kib = 1048577", []string{"vm.console_log_max_kib = 1048577", "from 4 to 1048576"}},
+		{"ready timeout negative", "[vm]\nready_timeout_s = -1", []string{"vm.ready_timeout_s = -1", "from 0 (automatic) to 3600"}},
+		{"ready timeout over", "[vm]\nready_timeout_s = 3601", []string{"vm.ready_timeout_s = 3601", "from 0 (automatic) to 3600"}},
 
 		// values of the wrong type
 		{"cpus string", "[vm]\ncpus = \"2\"", []string{`vm.cpus = "2" (line 2)`, "wrong type: TOML string", "an integer from 1 to vm.max_cpus"}},
@@ -301,7 +304,7 @@ func TestParseInvalid(t *testing.T) {
 		// unknown keys
 		{"unknown top-level key", "frobnicate = 1", []string{`unknown key "frobnicate" (line 1)`, "top-level keys accepted: annotations, cache_dir, kernel, libkrun_path, state_dir, vm"}},
 		{"unknown nested key typo", "[kernel]\ndefualt = \"net\"", []string{`unknown key "kernel.defualt" (line 2)`, "keys accepted in [kernel]: allowed, default, paths"}},
-		{"unknown vm key", "[vm]\ncpu = 2", []string{`unknown key "vm.cpu" (line 2)`, "keys accepted in [vm]: console_log_max_kib, cpus, max_cpus, max_memory_mib, memory_mib, overhead_memory_mib, root_size_mib"}},
+		{"unknown vm key", "[vm]\ncpu = 2", []string{`unknown key "vm.cpu" (line 2)`, "keys accepted in [vm]: console_log_max_kib, cpus, max_cpus, max_memory_mib, memory_mib, overhead_memory_mib, ready_timeout_s, root_size_mib"}},
 		{"unknown table", "[kernal]\ndefault = \"net\"", []string{`unknown table "kernal" (line 1)`, "top-level keys accepted"}},
 		{"unknown sub-table", "[vm.limits]\nx = 1", []string{`unknown table "vm.limits" (line 1)`, "keys accepted in [vm]"}},
 		{"unknown dotted key", "vm.cpux = 2", []string{`unknown key "vm.cpux" (line 1)`, "keys accepted in [vm]"}},

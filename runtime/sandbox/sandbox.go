@@ -53,6 +53,19 @@ const (
 	guestNetwork = "/.boxlite/network.json"
 )
 
+// Timeouts of a boot: the guest's readiness (vm.ready_timeout_s, or when 0
+// these) and then the first agent calls.
+const (
+	// readyTimeout is libkrun's: a KVM guest serves within a second or two.
+	readyTimeout = vmm.DefaultReadyTimeout
+	// engineReadyTimeout is the emulated engine's (test/libkrun-qemu):
+	// its guests boot under QEMU's software emulation, measured 2–3 s on an
+	// idle 2-core machine and many times that when the cores are busy.
+	engineReadyTimeout = 120 * time.Second
+	connectTimeout     = 10 * time.Second
+	engineConnect      = 60 * time.Second
+)
+
 // Options describe a sandbox to create.
 type Options struct {
 	// Namespace and ID name the sandbox (containerd namespace, sandbox id).
@@ -78,17 +91,22 @@ type Options struct {
 
 // Sandbox is one micro-VM.
 type Sandbox struct {
-	ID      string
-	Kernel  kernel.Source
-	dir     string // <state_dir>/<namespace>/<id>
-	root    string // guest root (host path)
-	cfg     *config.Config
-	opts    Options
-	record  Record
-	vmm     *vmm.VMM
-	share   *share.Namespace // the VMM's mount namespace, once booted
-	agent   *agent.Client
+	ID     string
+	Kernel kernel.Source
+	dir    string // <state_dir>/<namespace>/<id>
+	root   string // guest root (host path)
+	cfg    *config.Config
+	opts   Options
+	record Record
+	vmm    *vmm.VMM
+	share  *share.Namespace // the VMM's mount namespace, once booted
+	agent  *agent.Client
+	// double: libkrun is the host double (test/libkrun-double), which runs
+	// the agent as a host process. engine: it is the emulated engine
+	// (test/libkrun-qemu, vmm.IsTestEngine), whose guests are real: the
+	// sandbox treats it as libkrun, but with an emulation's timeouts.
 	double  bool
+	engine  bool
 	hostCG  string
 	stopMu  sync.Mutex
 	stopped bool
@@ -121,7 +139,10 @@ func Prepare(ctx context.Context, o Options) (_ *Sandbox, retErr error) {
 		dir:    filepath.Join(cfg.StateDir, o.Namespace, o.ID),
 		cfg:    cfg,
 		opts:   o,
-		double: cfg.LibkrunPath != "" && vmm.IsTestDouble(cfg.LibkrunPath),
+	}
+	if cfg.LibkrunPath != "" && vmm.IsTestDouble(cfg.LibkrunPath) {
+		s.engine = vmm.IsTestEngine(cfg.LibkrunPath)
+		s.double = !s.engine
 	}
 	s.root = filepath.Join(s.dir, "root")
 	if err := os.MkdirAll(filepath.Dir(s.dir), 0o711); err != nil {
@@ -296,6 +317,7 @@ func (s *Sandbox) Boot(ctx context.Context) error {
 		OOMScoreAdj:   s.opts.OOMScoreAdj,
 		Net:           nic,
 		ConsoleLogMax: int64(s.cfg.VM.ConsoleLogMaxKiB) << 10,
+		ReadyTimeout:  s.readyTimeout(),
 		Workload:      workload,
 		Env:           []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 	}, s.opts.Reaper)
@@ -312,7 +334,11 @@ func (s *Sandbox) Boot(ctx context.Context) error {
 	if err := s.writeRecord(); err != nil {
 		return err
 	}
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	connect := connectTimeout
+	if s.engine {
+		connect = engineConnect
+	}
+	dctx, cancel := context.WithTimeout(ctx, connect)
 	defer cancel()
 	// The guest said it serves: one connection, no retries.
 	c, err := agent.Connect(dctx, v.AgentSocket(), v.DialAgent)
@@ -340,6 +366,19 @@ func (s *Sandbox) Boot(ctx context.Context) error {
 			WithField("warnings", info.Warnings).Info("sandbox booted")
 	}
 	return nil
+}
+
+// readyTimeout bounds the guest's boot: vm.ready_timeout_s, or when it is 0
+// libkrun's default, or the emulated engine's.
+func (s *Sandbox) readyTimeout() time.Duration {
+	switch {
+	case s.cfg.VM.ReadyTimeoutS > 0:
+		return time.Duration(s.cfg.VM.ReadyTimeoutS) * time.Second
+	case s.engine:
+		return engineReadyTimeout
+	default:
+		return readyTimeout
+	}
 }
 
 // attachNetwork prepares the pod's network namespace (if the sandbox has one
@@ -399,18 +438,20 @@ func (s *Sandbox) Stopping() bool { return s.stopping.Load() }
 // Done is closed when the VMM has exited.
 func (s *Sandbox) Done() <-chan struct{} { return s.vmm.Done() }
 
-// ExitReason describes how the VMM ended, for logs and errors.
+// ExitReason describes how the VMM ended, for logs and errors, with the
+// end of its log and of the guest console (a guest kernel's panic is there)
+// while the sandbox's state is still there.
 func (s *Sandbox) ExitReason() string {
 	e, ok := s.vmm.Exit()
 	switch {
 	case !ok:
 		return "the VMM is running"
 	case e.Unknown:
-		return fmt.Sprintf("the VMM (pid %d) exited, status unknown", e.Pid)
+		return fmt.Sprintf("the VMM (pid %d) exited, status unknown%s", e.Pid, s.vmm.LogTails())
 	case e.Signaled:
-		return fmt.Sprintf("the VMM (pid %d) was killed by signal %d", e.Pid, e.Status-128)
+		return fmt.Sprintf("the VMM (pid %d) was killed by signal %d%s", e.Pid, e.Status-128, s.vmm.LogTails())
 	default:
-		return fmt.Sprintf("the VMM (pid %d) exited with status %d", e.Pid, e.Status)
+		return fmt.Sprintf("the VMM (pid %d) exited with status %d%s", e.Pid, e.Status, s.vmm.LogTails())
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -65,6 +66,9 @@ type consoleCopier struct {
 	out    *os.File
 	size   int64
 	closed bool
+	// read and kept count the bytes taken from the FIFO and those handled
+	// (written or dropped): settle compares them.
+	read, kept atomic.Int64
 }
 
 func startConsole(dir int, max int64) (*consoleCopier, error) {
@@ -122,7 +126,9 @@ func (c *consoleCopier) copy() {
 	for {
 		n, err := c.r.Read(buf)
 		if n > 0 {
+			c.read.Add(int64(n))
 			c.write(buf[:n])
+			c.kept.Add(int64(n))
 		}
 		if err != nil {
 			return
@@ -148,6 +154,28 @@ func (c *consoleCopier) write(p []byte) {
 	}
 	n, _ := c.out.Write(p)
 	c.size += int64(n)
+}
+
+// settle waits (at most max) until what is in the FIFO has been copied into
+// console.log: nothing left to read, and everything read handled, seen twice
+// 5 ms apart (a read may have returned and not been counted yet).
+func (c *consoleCopier) settle(max time.Duration) {
+	deadline := time.Now().Add(max)
+	quiet := 0
+	for quiet < 2 && time.Now().Before(deadline) {
+		select {
+		case <-c.done:
+			return
+		default:
+		}
+		n, err := unix.IoctlGetInt(int(c.r.Fd()), unix.TIOCINQ) // FIONREAD
+		if err == nil && n == 0 && c.read.Load() == c.kept.Load() {
+			quiet++
+		} else {
+			quiet = 0
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // close stops the copy once what the VMM wrote has been read (the VMM is

@@ -325,6 +325,21 @@ func readCmdline(t *testing.T, v *VMM) string {
 	return c
 }
 
+// The engine is told from the host double by its second marker; both are
+// test doubles, which the VMM refuses unless named.
+func TestIsTestEngine(t *testing.T) {
+	needQEMU(t)
+	for path, want := range map[string][2]bool{
+		qe.engine: {true, true},
+		tb.double: {true, false},
+		tb.lean:   {false, false},
+	} {
+		if d, e := IsTestDouble(path), IsTestEngine(path); d != want[0] || e != want[1] {
+			t.Errorf("%s: IsTestDouble %v, IsTestEngine %v; want %v", path, d, e, want)
+		}
+	}
+}
+
 // The engine's call log has the host double's calls, in the same order, with
 // (at least) the same fields and the same configuration.
 func TestQEMUCallLogMatchesTheDouble(t *testing.T) {
@@ -358,13 +373,15 @@ func TestQEMUCallLogMatchesTheDouble(t *testing.T) {
 		t.Fatalf("calls differ:\ndouble %v\nengine %v", dn, qn)
 	}
 	// The host path of the staged kernel (another state directory) and the
-	// workload differ; the double's workload pid is the engine's qemu_pid.
+	// workload differ; the double's workload pid is the engine's qemu_pid,
+	// and what the double's stand-in for the guest's init ran (its pid, the
+	// workload's argv) is in the guest under the engine.
 	differ := map[string]bool{"path": true, "exec_path": true, "argv": true}
 	for i, dcall := range dc {
 		for k, dv := range dcall {
 			qv, ok := qc[i][k]
 			switch {
-			case k == "workload_pid":
+			case k == "workload_pid", k == "init_pid", k == "workload_argv":
 			case !ok:
 				t.Errorf("%s: the engine logs no %q (double: %v)", dcall["call"], k, dv)
 			case !differ[k] && fmt.Sprint(qv) != fmt.Sprint(dv):
@@ -410,7 +427,7 @@ func TestQEMUStartFailures(t *testing.T) {
 		{
 			name:  "not a kernel",
 			setup: func(e *env) { e.cfg.Kernel.Path = notKernel; e.cfg.ReadyTimeout = 60 * time.Second },
-			want:  []string{"exited before the guest was ready", "exit status 0", "the guest ended before its init started", "guest console"},
+			want:  []string{"exited before the guest was ready", "exit status 0", "the guest ended before its init started", "guest console", "console.log: (empty"},
 		},
 		{
 			name:  "a krun call fails",

@@ -233,7 +233,11 @@ func Start(ctx context.Context, cfg Config, r *reaper.Reaper) (_ *VMM, retErr er
 		log.G(ctx).WithField("sandbox", cfg.ID).WithField("kernel", cfg.Kernel.Name).
 			Debugf("the kernel %s: the guest gets no TSI", kf.TSIPhrase())
 	}
-	if double {
+	switch {
+	case double && IsTestEngine(cfg.LibkrunPath):
+		log.G(ctx).WithField("sandbox", cfg.ID).WithField("libkrun", cfg.LibkrunPath).
+			Warn("libkrun_path is the emulated engine: QEMU software emulation standing in for libkrun + KVM (tests only)")
+	case double:
 		log.G(ctx).WithField("sandbox", cfg.ID).WithField("libkrun", cfg.LibkrunPath).
 			Warn("libkrun_path is the libkrun test double: the sandbox's workload runs as a host process, NOT in a VM (tests only)")
 	}
@@ -608,7 +612,7 @@ func (v *VMM) exitedError() error {
 	default:
 		how = fmt.Sprintf("exit status %d", e.Status)
 	}
-	vmmLog := tail(v.state, VMMLogName)
+	vmmLog, _ := tail(v.state, VMMLogName)
 	msg := fmt.Sprintf("vmm: sandbox %s: the VMM exited before the guest was ready (%s)%s", v.cfg.ID, how, v.logTails())
 	var kind error
 	switch {
@@ -639,22 +643,35 @@ func (v *VMM) exitedError() error {
 	return &kindError{kind: kind, msg: msg}
 }
 
+// LogTails is the end of vmm.log and of the guest console (console.log), as
+// errors quote them ("; vmm.log: ...; console.log: ..."), once what the VMM
+// wrote to the console has been kept; a console with nothing in it says so.
+// After Stop it is "" (the state directory is gone).
+func (v *VMM) LogTails() string { return v.logTails() }
+
 func (v *VMM) logTails() string {
+	if v.console != nil && v.console.r != nil {
+		v.console.settle(time.Second)
+	}
 	var b strings.Builder
 	for _, name := range []string{VMMLogName, ConsoleLogName} {
-		if t := tail(v.state, name); t != "" {
+		t, ok := tail(v.state, name)
+		switch {
+		case t != "":
 			fmt.Fprintf(&b, "; %s: %s", name, t)
+		case ok && name == ConsoleLogName:
+			fmt.Fprintf(&b, "; %s: (empty: the guest wrote nothing to its console)", name)
 		}
 	}
 	return b.String()
 }
 
 // tail returns the last lines (at most 2 KiB) of file name in dir, joined
-// by " | ".
-func tail(dir *os.File, name string) string {
+// by " | ", and whether the file could be read.
+func tail(dir *os.File, name string) (string, bool) {
 	f, err := openIn(dir, name, unix.O_RDONLY)
 	if err != nil {
-		return ""
+		return "", false
 	}
 	defer f.Close()
 	const max = 2048
@@ -669,7 +686,7 @@ func tail(dir *os.File, name string) string {
 	for i := range lines {
 		lines[i] = strings.TrimSpace(lines[i])
 	}
-	return strings.Join(lines, " | ")
+	return strings.Join(lines, " | "), true
 }
 
 // kindError is an error with an errdefs (or context) class.
@@ -681,10 +698,26 @@ type kindError struct {
 func (e *kindError) Error() string { return e.msg }
 func (e *kindError) Unwrap() error { return e.kind }
 
-// IsTestDouble reports whether the shared library at path is the libkrun test
-// double (it exports krun_test_double). It reads the ELF file and loads
+// IsTestDouble reports whether the shared library at path is one of the
+// project's test implementations of libkrun (it exports krun_test_double):
+// the host double (test/libkrun-double) or the emulated engine
+// (test/libkrun-qemu, see IsTestEngine). It reads the ELF file and loads
 // nothing. A bare name (no "/") is not looked up and reports false.
-func IsTestDouble(path string) bool {
+func IsTestDouble(path string) bool { return exports(path, "krun_test_double") }
+
+// IsTestEngine reports whether the shared library at path is the emulated
+// engine (test/libkrun-qemu: it exports krun_test_engine_qemu besides
+// krun_test_double): a test implementation of libkrun whose guests are real,
+// booted under QEMU's software emulation instead of KVM. Like the host
+// double it is used only when named explicitly (IsTestDouble holds for it
+// too), but its workload runs in a guest kernel, not on the host.
+func IsTestEngine(path string) bool {
+	return exports(path, "krun_test_double") && exports(path, "krun_test_engine_qemu")
+}
+
+// exports reports whether the ELF shared library at path defines the dynamic
+// symbol name.
+func exports(path, name string) bool {
 	if !strings.Contains(path, "/") {
 		return false
 	}
@@ -698,7 +731,7 @@ func IsTestDouble(path string) bool {
 		return false
 	}
 	for _, s := range syms {
-		if s.Name == "krun_test_double" && s.Section != elf.SHN_UNDEF {
+		if s.Name == name && s.Section != elf.SHN_UNDEF {
 			return true
 		}
 	}

@@ -180,7 +180,8 @@ func TestStartFailures(t *testing.T) {
 		{
 			name:  "libkrun call fails",
 			setup: func(t *testing.T, e *env) { e.cfg.extraEnv = []string{"KRUN_DOUBLE_FAIL=krun_set_root"} },
-			want:  []string{"boxlite-vmm: krun_set_root: Invalid argument", "exit status 5"},
+			// Before krun_start_enter: the error says the console is empty.
+			want: []string{"boxlite-vmm: krun_set_root: Invalid argument", "exit status 5", "console.log: (empty"},
 		},
 		{
 			name:  "kernel blob missing",

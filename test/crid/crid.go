@@ -1,9 +1,10 @@
 // Package crid runs a private containerd 2.4 (test/ctrd) with its CRI
 // plugin, the boxlite handlers of deploy/containerd/boxlite.toml pointed at
-// test configs naming the libkrun test double, a private CNI bridge network
-// (bridge, host-local and loopback from the deps cache), the busybox test
-// image and a locally built pause image, and drives it with the real crictl.
-// test/cri's suite and the bench's CRI figure use it. It must not be
+// test configs naming the libkrun test double (or the emulated engine:
+// Options.Libkrun), a private CNI bridge network (bridge, host-local and
+// loopback from the deps cache), the busybox test image and a locally built
+// pause image, and drives it with the real crictl. test/cri's and
+// test/guest's suites and the bench's CRI figure use it. It must not be
 // imported by product code.
 package crid
 
@@ -58,6 +59,14 @@ type Options struct {
 	// BinDir holds the shim binaries the daemon runs; "" = the
 	// repository's build (ctrd.BinDir).
 	BinDir string
+	// Libkrun is the libkrun_path of the boxlite handlers' shim configs:
+	// "" is the libkrun test double (bin/test/libkrun.so.1); the guest
+	// suite names the emulated engine.
+	Libkrun string
+	// ShimConfig is appended to both handlers' shim configs (after their
+	// top-level keys and [kernel] table: a TOML table of its own, e.g.
+	// "[vm]\nready_timeout_s = 300\n").
+	ShimConfig string
 }
 
 // Env is one private containerd with CRI, the boxlite drop-in, a CNI bridge
@@ -142,12 +151,16 @@ func New(t testing.TB, o Options) *Env {
 	})
 	e := &Env{Dir: dir, StateDir: stateDir, CacheDir: filepath.Join(dir, "cache"), LogDir: filepath.Join(dir, "logs")}
 	e.Double, _ = filepath.Abs(filepath.Join(ctrd.BinDir(t), "test", "libkrun.so.1"))
+	libkrun := o.Libkrun
+	if libkrun == "" {
+		libkrun = e.Double
+	}
 	dropIn := ""
 	if len(o.Imports) == 0 {
-		base := fmt.Sprintf("libkrun_path = %q\nstate_dir = %q\ncache_dir = %q\n", e.Double, e.StateDir, e.CacheDir)
-		e.LeanConfig = e.Write(t, "config.toml", base+"[kernel]\ndefault = \"lean\"\n")
+		base := fmt.Sprintf("libkrun_path = %q\nstate_dir = %q\ncache_dir = %q\n", libkrun, e.StateDir, e.CacheDir)
+		e.LeanConfig = e.Write(t, "config.toml", base+"[kernel]\ndefault = \"lean\"\n"+o.ShimConfig)
 		// boxlite-net's config also lets pods size their VM by annotation.
-		e.NetConfig = e.Write(t, "config-net.toml", base+"[kernel]\ndefault = \"net\"\n[annotations]\nenabled = [\"io.boxlite.kernel\", \"io.boxlite.memory_mib\"]\n")
+		e.NetConfig = e.Write(t, "config-net.toml", base+"[kernel]\ndefault = \"net\"\n[annotations]\nenabled = [\"io.boxlite.kernel\", \"io.boxlite.memory_mib\"]\n"+o.ShimConfig)
 		dropIn = DropIn(t, map[string]string{"/etc/boxlite/config.toml": e.LeanConfig, "/etc/boxlite/config-net.toml": e.NetConfig})
 	}
 	cniConf := filepath.Join(dir, "cni", "conf")

@@ -167,7 +167,7 @@ func TestVMBoundary(t *testing.T) {
 func (s *suite) runDetached(t *testing.T, id string, args ...string) {
 	t.Helper()
 	s.startDetached(t, id, args...)
-	s.waitRunning(t, ctxFor(t, 60*time.Second), id)
+	s.d.WaitRunning(t, ctxFor(t, 60*time.Second), id)
 }
 
 // listeningSocket is the listening Unix socket of shim process pid, as

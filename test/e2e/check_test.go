@@ -55,7 +55,7 @@ func TestCheckCommand(t *testing.T) {
 			}
 			out, err := exec.Command(bin, "check", "-config", cfg).Output()
 			t.Logf("\n%s", out)
-			if code := exitCode(err); code != 1 {
+			if code := ctrd.ExitCode(err); code != 1 {
 				t.Errorf("exit code %d, want 1: no check may pass without a real libkrun", code)
 			}
 			for name, re := range tc.want {

@@ -46,7 +46,7 @@ func TestRandomKills(t *testing.T) {
 			case "create-start":
 				op = start
 			case "exec":
-				if out := start(); s.taskStatus(t, id) != "RUNNING" {
+				if out := start(); s.d.TaskStatus(t, id) != "RUNNING" {
 					t.Fatalf("container did not start: %s", out)
 				}
 				op = func() string {
@@ -54,7 +54,7 @@ func TestRandomKills(t *testing.T) {
 					return out
 				}
 			case "delete":
-				if out := start(); s.taskStatus(t, id) != "RUNNING" {
+				if out := start(); s.d.TaskStatus(t, id) != "RUNNING" {
 					t.Fatalf("container did not start: %s", out)
 				}
 				op = func() string {
@@ -71,7 +71,7 @@ func TestRandomKills(t *testing.T) {
 			lines := strings.Split(strings.TrimSpace(out), "\n")
 			t.Logf("%s; ctr's last line: %s", what, short(lines[len(lines)-1]))
 			// containerd must see the task end: no task left RUNNING.
-			for s.taskStatus(t, id) == "RUNNING" && strings.HasPrefix(what, "killed") {
+			for s.d.TaskStatus(t, id) == "RUNNING" && strings.HasPrefix(what, "killed") {
 				if ctx.Err() != nil {
 					t.Fatalf("task %s still RUNNING after %s", id, what)
 				}

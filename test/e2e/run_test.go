@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -65,7 +63,7 @@ func TestCtr(t *testing.T) {
 					cmd.Stdin = strings.NewReader(tc.stdin)
 				}
 				err := cmd.Run()
-				if code := exitCode(err); code != tc.code || stdout.String() != tc.stdout {
+				if code := ctrd.ExitCode(err); code != tc.code || stdout.String() != tc.stdout {
 					t.Errorf("exit %d (%v), stdout %q\nwant exit %d, stdout %q\nstderr: %s", code, err, short(stdout.String()), tc.code, short(tc.stdout), stderr.String())
 				}
 				if !strings.Contains(stderr.String(), tc.stderrHas) {
@@ -80,25 +78,25 @@ func TestCtr(t *testing.T) {
 		ctx := ctxFor(t, 90*time.Second)
 		// ctr sends the terminal's size right after Start: wait for it.
 		script := `until [ -n "$(stty size 2>/dev/null | grep -v '^0 0$')" ]; do sleep 0.05; done; stty size; test -t 0 && echo is-a-tty; read line; echo "got:$line"; exit 4`
-		term := openPty(t, 40, 100)
+		term := ctrd.OpenPty(t, 40, 100)
 		cmd := s.d.CtrCommand(ctx, s.runArgs("--rm", "-t", s.img, "tty1", "sh", "-c", script)...)
-		term.attach(cmd)
+		term.Attach(cmd)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		term.closeSlave()
-		out := term.reader()
-		if _, err := out.waitFor("is-a-tty"); err != nil {
+		term.CloseSlave()
+		out := term.Reader()
+		if _, err := out.WaitFor("is-a-tty"); err != nil {
 			cmd.Process.Kill()
 			cmd.Wait()
 			t.Fatalf("terminal: %v", err)
 		}
-		if _, err := term.master.Write([]byte("typed\r")); err != nil {
+		if _, err := term.Master.Write([]byte("typed\r")); err != nil {
 			t.Fatal(err)
 		}
-		all, _ := out.waitFor("got:typed")
+		all, _ := out.WaitFor("got:typed")
 		err := cmd.Wait()
-		if code := exitCode(err); code != 4 {
+		if code := ctrd.ExitCode(err); code != 4 {
 			t.Errorf("ctr run -t: exit %d (%v), want 4; terminal: %q", code, err, all)
 		}
 		if !strings.Contains(all, "40 100") {
@@ -129,7 +127,7 @@ func TestCtr(t *testing.T) {
 				var stdout, stderr strings.Builder
 				cmd.Stdout, cmd.Stderr = &stdout, &stderr
 				err := cmd.Run()
-				code := exitCode(err)
+				code := ctrd.ExitCode(err)
 				if tc.code == -2 {
 					if err == nil || !strings.Contains(stderr.String(), "/no/such/program") {
 						t.Errorf("exec of a missing program: %v, stderr %q", err, stderr.String())
@@ -178,7 +176,7 @@ func TestCtr(t *testing.T) {
 			if out, err := s.d.Ctr(ctx, "task", step.cmd, id); err != nil {
 				t.Fatalf("ctr task %s: %v: %s", step.cmd, err, out)
 			}
-			if st := s.taskStatus(t, id); st != step.want {
+			if st := s.d.TaskStatus(t, id); st != step.want {
 				t.Errorf("after ctr task %s the task is %s, want %s", step.cmd, st, step.want)
 			}
 		}
@@ -205,8 +203,8 @@ func TestCtr(t *testing.T) {
 				id := fmt.Sprintf("kill%d", i)
 				script := `trap "echo terminated; exit 42" TERM; echo ready; while :; do sleep 0.1; done`
 				cmd := s.d.CtrCommand(ctx, s.runArgs("--rm", s.img, id, "sh", "-c", script)...)
-				r := startUntilReady(t, cmd)
-				s.waitRunning(t, ctx, id)
+				r := ctrd.StartUntilReady(t, cmd)
+				s.d.WaitRunning(t, ctx, id)
 				kill := []string{"task", "kill", "-s", tc.signal}
 				if strings.HasSuffix(tc.name, "-all") {
 					kill = append(kill, "--all")
@@ -216,7 +214,7 @@ func TestCtr(t *testing.T) {
 				}
 				rest, _ := io.ReadAll(r)
 				err := cmd.Wait()
-				if code := exitCode(err); code != tc.code {
+				if code := ctrd.ExitCode(err); code != tc.code {
 					t.Errorf("after %s: exit %d (%v), want %d; output %q", tc.signal, code, err, tc.code, rest)
 				}
 			})
@@ -306,18 +304,18 @@ func TestCtr(t *testing.T) {
 		ctx := ctxFor(t, 90*time.Second)
 		id := "exectty"
 		s.startDetached(t, id, "sleep", "1000")
-		term := openPty(t, 30, 90)
+		term := ctrd.OpenPty(t, 30, 90)
 		script := `until [ -n "$(stty size 2>/dev/null | grep -v '^0 0$')" ]; do sleep 0.05; done; stty size; exit 6`
 		cmd := s.d.CtrCommand(ctx, "task", "exec", "-t", "--exec-id", "t1", id, "sh", "-c", script)
-		term.attach(cmd)
+		term.Attach(cmd)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		term.closeSlave()
-		out := term.reader()
+		term.CloseSlave()
+		out := term.Reader()
 		err := cmd.Wait()
-		all, _ := out.waitFor("\x00never") // everything until the terminal closes
-		if code := exitCode(err); code != 6 || !strings.Contains(all, "30 90") {
+		all, _ := out.WaitFor("\x00never") // everything until the terminal closes
+		if code := ctrd.ExitCode(err); code != 6 || !strings.Contains(all, "30 90") {
 			t.Errorf("ctr task exec -t: exit %d (%v), want 6 and the size 30 90; terminal %q", code, err, all)
 		}
 	})
@@ -405,7 +403,7 @@ func TestCtr(t *testing.T) {
 		ctx := ctxFor(t, 90*time.Second)
 		id := "events1"
 		events := s.d.CtrCommand(ctx, "events")
-		var evOut syncBuilder
+		var evOut ctrd.SyncBuffer
 		events.Stdout = &evOut
 		if err := events.Start(); err != nil {
 			t.Fatal(err)
@@ -428,7 +426,7 @@ func TestCtr(t *testing.T) {
 		s.removeContainer(t, id)
 		var got []string
 		for {
-			got = taskTopics(evOut.String(), id)
+			got = ctrd.TaskTopics(evOut.String(), id)
 			if len(got) > 0 && got[len(got)-1] == "/tasks/delete" {
 				break
 			}
@@ -448,16 +446,16 @@ func TestCtr(t *testing.T) {
 		ctx := ctxFor(t, 90*time.Second)
 		id := "vmmdies"
 		cmd := s.d.CtrCommand(ctx, s.runArgs("--rm", s.img, id, "sh", "-c", "echo ready; exec sleep 1000")...)
-		r := startUntilReady(t, cmd)
+		r := ctrd.StartUntilReady(t, cmd)
 		// The container printing "ready" may come before Start has
 		// returned: kill the VMM only once containerd has the task running.
-		s.waitRunning(t, ctx, id)
+		s.d.WaitRunning(t, ctx, id)
 		rec := s.record(t, id)
 		if err := syscallKill(rec.VMMPid); err != nil {
 			t.Fatal(err)
 		}
 		_, _ = io.ReadAll(r)
-		if code := exitCode(cmd.Wait()); code != 255 {
+		if code := ctrd.ExitCode(cmd.Wait()); code != 255 {
 			t.Errorf("a task whose VMM died: exit %d, want 255 (sandbox failure)", code)
 		}
 	})
@@ -516,14 +514,14 @@ func TestCtr(t *testing.T) {
 		t.Cleanup(func() { s.assertClean(t) })
 		ctx := ctxFor(t, 90*time.Second)
 		events := s.d.CtrCommand(ctx, "events")
-		var evOut syncBuilder
+		var evOut ctrd.SyncBuffer
 		events.Stdout = &evOut
 		if err := events.Start(); err != nil {
 			t.Fatal(err)
 		}
 		defer func() { events.Process.Kill(); events.Wait() }()
 		out, err := s.d.Ctr(ctx, s.runArgs("--rm", "--memory-limit", "33554432", s.img, "oom1", "sh", "-c", "x=a; while :; do x=$x$x; done")...)
-		if code := exitCode(err); code != 137 {
+		if code := ctrd.ExitCode(err); code != 137 {
 			t.Errorf("memory hog: exit %d (%v), want 137: %s", code, err, out)
 		}
 		// TaskOOM is published before TaskExit, so it reached containerd
@@ -542,51 +540,7 @@ func TestCtr(t *testing.T) {
 	})
 }
 
-// syncBuilder is a strings.Builder safe for a writer and a reader.
-type syncBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuilder) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuilder) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func syscallKill(pid int) error { return unix.Kill(pid, unix.SIGKILL) }
-
-// taskTopics picks the /tasks/ events of container id from ctr events'
-// output ("date time zone UTC namespace topic event"), with the process id
-// after exits.
-func taskTopics(out, id string) []string {
-	var topics []string
-	for _, l := range strings.Split(out, "\n") {
-		f := strings.SplitN(l, " ", 7)
-		if len(f) < 7 || !strings.HasPrefix(f[5], "/tasks/") {
-			continue
-		}
-		var ev struct {
-			ContainerID string `json:"container_id"`
-			ID          string `json:"id"`
-		}
-		if json.Unmarshal([]byte(f[6]), &ev) != nil || ev.ContainerID != id {
-			continue
-		}
-		topic := f[5]
-		if topic == "/tasks/exit" {
-			topic += " " + ev.ID
-		}
-		topics = append(topics, topic)
-	}
-	return topics
-}
 
 func seq(n int) string {
 	var b strings.Builder
@@ -635,20 +589,6 @@ func (s *suite) record(t *testing.T, id string) sandbox.Record {
 		t.Fatalf("sandbox state record %s: %v", b, err)
 	}
 	return r
-}
-
-func (s *suite) taskStatus(t *testing.T, id string) string {
-	t.Helper()
-	out, err := s.d.CtrStdout(ctxFor(t, 20*time.Second), "task", "ls")
-	if err != nil {
-		t.Fatalf("ctr task ls: %v", err)
-	}
-	for _, l := range strings.Split(out, "\n") {
-		if f := strings.Fields(l); len(f) >= 3 && f[0] == id {
-			return f[2]
-		}
-	}
-	return "(not listed)"
 }
 
 func sha256File(t *testing.T, path string) string {
@@ -772,34 +712,4 @@ func buildLeanOnlyShim(t *testing.T) string {
 		t.Fatalf("building a lean-only shim (needs kernel/blobs/lean from `make`): %v\n%s", err, b)
 	}
 	return out
-}
-
-// startUntilReady starts cmd (a ctr run whose container prints "ready" when
-// it is set up) and returns its stdout once that line has come.
-func startUntilReady(t *testing.T, cmd *exec.Cmd) *bufio.Reader {
-	t.Helper()
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r := bufio.NewReader(stdout)
-	if line, err := r.ReadString('\n'); err != nil || line != "ready\n" {
-		t.Fatalf("container did not start: %q %v", line, err)
-	}
-	return r
-}
-
-// waitRunning waits until containerd reports task id RUNNING (Start has
-// returned), or ctx ends.
-func (s *suite) waitRunning(t *testing.T, ctx context.Context, id string) {
-	t.Helper()
-	for s.taskStatus(t, id) != "RUNNING" {
-		if ctx.Err() != nil {
-			t.Fatalf("task %s is not RUNNING: %s", id, s.taskStatus(t, id))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

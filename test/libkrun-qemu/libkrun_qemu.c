@@ -13,7 +13,11 @@
  * -allow-test-double, as the host double) and krun_test_engine_qemu (so the
  * shim can say "QEMU software emulation standing in for libkrun + KVM").
  * The call log and KRUN_DOUBLE_FAIL are the host double's
- * (test/libkrun-calllog/calllog.h), with the same calls and fields.
+ * (test/libkrun-calllog/calllog.h), with the same calls and fields. Its
+ * symbols are libkrun 1.19.0's, as the host double's by default (boxlite-vmm
+ * tells the version from them): TSI and vsock follow libkrun 1.17+
+ * (krun_disable_implicit_vsock, krun_add_vsock, -ENODEV for a port between
+ * the two), and the calls the VMM does not make answer -ENOTSUP.
  *
  * Processes. boxlite-vmm confines itself right after krun_create_ctx
  * (pivot_root into its jail, 7 capabilities, no_new_privs). So, as the host
@@ -85,7 +89,8 @@
  *     under emulation), and its vCPUs take turns on one host thread
  *     (single-threaded TCG: multi-threaded TCG in QEMU 7.2 lets a vCPU trip
  *     on the kernel's live code patching);
- *   - TSI is not emulated: without a net device the guest has loopback only
+ *   - TSI is not emulated: with TSI on (implicit vsock without a net
+ *     device, or krun_add_vsock's features) the guest has loopback only
  *     (tsi_hijack is still on the command line, as libkrun puts it there);
  *   - a guest poweroff (no ACPI) halts the guest instead of ending the VM;
  *   - no DAX window for the root (QEMU 7.2's vhost-user-fs has none);
@@ -167,6 +172,13 @@ extern char **environ;
 
 static const char *const children_env[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL };
 
+/* libkrun 1.17's VsockConfig, as the host double models it: implicit (TSI
+ * when there is no network device), disabled, or explicit with TSI features
+ * (KRUN_TSI_HIJACK_*). TSI itself is not emulated (see the header). */
+enum vsock_mode { VSOCK_IMPLICIT, VSOCK_DISABLED, VSOCK_EXPLICIT };
+#define KRUN_TSI_HIJACK_INET (1u << 0)
+#define KRUN_TSI_HIJACK_UNIX (1u << 1)
+
 struct port { uint32_t port; char *path; bool listen; };
 struct nic { char *tap; uint8_t mac[6]; uint32_t features; };
 struct ctx {
@@ -178,6 +190,8 @@ struct ctx {
 	int nports;
 	struct nic nics[MAXNETS];
 	int nnics;
+	enum vsock_mode vsock;
+	uint32_t tsi_features; /* VSOCK_EXPLICIT's */
 };
 static struct ctx *ctxs[MAXCTX];
 
@@ -185,6 +199,11 @@ static struct ctx *ctxs[MAXCTX];
 static void *krunfw;
 static const char *kernel;
 static size_t kernel_load, kernel_entry, kernel_size;
+static bool krunfw_tsi; /* the kernel has libkrunfw's TSI patch */
+
+/* The name of libkrunfw's TSI boot parameter as the kernel stores it (see
+ * package kernel, tsiMarker): present = the kernel consumes the word. */
+static const char tsi_marker[] = "\0tsi_hijack";
 
 static int launcher_sock = -1;
 static pid_t launcher_pid = -1, vmm_pid;
@@ -270,10 +289,13 @@ static void load_krunfw(void)
 		jl_done(&j, -ENOENT);
 		return;
 	}
+	/* sizeof tsi_marker counts the terminating NUL: "\0tsi_hijack\0". */
+	krunfw_tsi = memmem(k, size, tsi_marker, sizeof tsi_marker) != NULL;
 	if (gv) jl_int(&j, "version", gv());
 	jl_uint(&j, "load_addr", load);
 	jl_uint(&j, "entry_addr", entry);
 	jl_uint(&j, "size", size);
+	jl_bool(&j, "tsi_patch", krunfw_tsi);
 	krunfw = h; /* never closed: stays mapped for the VMM's lifetime */
 	kernel = k, kernel_load = load, kernel_entry = entry, kernel_size = size;
 	jl_done(&j, 0);
@@ -390,6 +412,9 @@ int32_t krun_add_vsock_port2(uint32_t id, uint32_t port, const char *filepath, b
 	jl_uint(&j, "port", port); jl_str(&j, "filepath", filepath); jl_bool(&j, "listen", listen);
 	struct stat st;
 	if (c && (!filepath || !utf8(filepath) || c->nports == MAXPORTS)) ret = -EINVAL;
+	/* As libkrun 1.17+: no vsock device after krun_disable_implicit_vsock
+	 * until krun_add_vsock. */
+	else if (c && c->vsock == VSOCK_DISABLED) ret = -ENODEV;
 	/* As libkrun: a listening port's path must not exist yet, in the
 	 * caller's view, now; it is never unlinked. */
 	else if (c && listen && stat(filepath, &st) == 0) ret = -EEXIST;
@@ -397,6 +422,57 @@ int32_t krun_add_vsock_port2(uint32_t id, uint32_t port, const char *filepath, b
 	else if (c) c->ports[c->nports++] = (struct port){ port, xstrdup(filepath), listen };
 	return jl_done(&j, ret);
 }
+
+int32_t krun_disable_implicit_vsock(uint32_t id)
+{
+	struct jl j; jl_begin(&j, "krun_disable_implicit_vsock");
+	int32_t ret;
+	struct ctx *c = get(&j, id, "krun_disable_implicit_vsock", &ret);
+	if (c) c->vsock = VSOCK_DISABLED;
+	return jl_done(&j, ret);
+}
+
+int32_t krun_add_vsock(uint32_t id, uint32_t tsi_features)
+{
+	struct jl j; jl_begin(&j, "krun_add_vsock");
+	int32_t ret;
+	struct ctx *c = get(&j, id, "krun_add_vsock", &ret);
+	jl_uint(&j, "tsi_features", tsi_features);
+	if (c && tsi_features & ~(KRUN_TSI_HIJACK_INET | KRUN_TSI_HIJACK_UNIX)) ret = -EINVAL;
+	else if (c && c->vsock != VSOCK_DISABLED) ret = -EEXIST; /* only after krun_disable_implicit_vsock */
+	else if (c) { c->vsock = VSOCK_EXPLICIT; c->tsi_features = tsi_features; }
+	return jl_done(&j, ret);
+}
+
+/* Calls of libkrun 1.16-1.19 that the VMM does not make: recorded and
+ * answered -ENOTSUP, as the host double answers them. They exist so that
+ * the engine's symbols are those of the release it stands for (1.19.0:
+ * boxlite-vmm tells libkrun's version from them and refuses one older than
+ * 1.18.1). */
+static int32_t unmodelled(const char *call, uint32_t id)
+{
+	struct jl j; jl_begin(&j, call); jl_uint(&j, "ctx", id);
+	return jl_done(&j, -ENOTSUP);
+}
+int32_t krun_get_max_vcpus(void) { return unmodelled("krun_get_max_vcpus", 0); }
+int32_t krun_disable_implicit_console(uint32_t id) { return unmodelled("krun_disable_implicit_console", id); }
+/* KRUN_FEATURE_NET (0): the engine has krun_add_net_tap; 1-11 are not
+ * there, later ones -EINVAL, as libkrun 1.19 answers them. */
+int32_t krun_has_feature(uint64_t feature)
+{
+	struct jl j; jl_begin(&j, "krun_has_feature"); jl_uint(&j, "feature", feature);
+	int32_t ret = feature == 0 ? 1 : feature > 11 ? -EINVAL : 0;
+	return jl_done(&j, ret);
+}
+int32_t krun_add_virtiofs3(uint32_t id, const char *tag, const char *path, uint64_t shm, bool ro)
+{
+	(void)tag; (void)path; (void)shm; (void)ro;
+	return unmodelled("krun_add_virtiofs3", id);
+}
+int32_t krun_disable_implicit_init(uint32_t id) { return unmodelled("krun_disable_implicit_init", id); }
+int32_t krun_get_default_init(uint8_t **buf, size_t *len) { (void)buf; (void)len; return unmodelled("krun_get_default_init", 0); }
+int32_t krun_fs_add_overlay_dir(uint32_t id, const char *fs, const char *path) { (void)fs; (void)path; return unmodelled("krun_fs_add_overlay_dir", id); }
+int32_t krun_fs_add_overlay_file(uint32_t id, const char *fs, const char *path, const char *src) { (void)fs; (void)path; (void)src; return unmodelled("krun_fs_add_overlay_file", id); }
 
 int32_t krun_add_net_tap(uint32_t id, char *name, uint8_t *const mac, uint32_t features, uint32_t flags)
 {
@@ -468,6 +544,21 @@ static void must(const char *err, const char *where)
 	abort();
 }
 
+/* TSI as libkrun 1.17+ decides it (VsockConfig): implicit = on for AF_INET
+ * without a network device; disabled = off; explicit = its features. */
+static void tsi_of(const struct ctx *c, bool *inet, bool *unix_)
+{
+	*inet = c->vsock == VSOCK_IMPLICIT ? c->nnics == 0 : c->vsock == VSOCK_EXPLICIT && (c->tsi_features & KRUN_TSI_HIJACK_INET);
+	*unix_ = c->vsock == VSOCK_EXPLICIT && (c->tsi_features & KRUN_TSI_HIJACK_UNIX);
+}
+
+/* Whether the VM gets a vsock device: an explicit one, or the implicit one
+ * (for TSI, without a network device, or for the ports). */
+static bool has_vsock(const struct ctx *c)
+{
+	return c->vsock == VSOCK_EXPLICIT || (c->vsock == VSOCK_IMPLICIT && (c->nnics == 0 || c->nports));
+}
+
 /* Builds the command line; false (with *why) for the errors libkrun returns. */
 static bool build_cmdline(struct ctx *c, int ntransports, struct cmdline *cl, const char **why)
 {
@@ -495,7 +586,10 @@ static bool build_cmdline(struct ctx *c, int ntransports, struct cmdline *cl, co
 		snprintf(d, sizeof d, "virtio_mmio.device=512@0x%x:%d", 0xfeb00000u + 512u * (unsigned)t, 5 + t);
 		if ((*why = cmdline_insert(cl, d))) return false;
 	}
-	if (c->nnics == 0 && (*why = cmdline_insert(cl, "tsi_hijack"))) return false;
+	bool tsi_inet, tsi_unix;
+	tsi_of(c, &tsi_inet, &tsi_unix);
+	if (tsi_inet && (*why = cmdline_insert(cl, "tsi_hijack"))) return false;
+	if (tsi_unix && (*why = cmdline_insert(cl, "tsi_hijack_unix"))) return false;
 	if ((*why = cmdline_insert(cl, "reboot=t"))) return false;
 	struct jl a = { 0 };
 	jl_s(&a, " -- ");
@@ -511,7 +605,7 @@ static bool build_cmdline(struct ctx *c, int ntransports, struct cmdline *cl, co
  * root, the command line, each port's path, each TAP's name; fds: the
  * jail's root, the VMM's cwd, the console. Paths are absolute, in the jail. */
 struct start_msg {
-	uint32_t vcpus, ram_mib, nports, nnics, ntransports;
+	uint32_t vcpus, ram_mib, nports, nnics, ntransports, vsock;
 	uint32_t log_level;
 	struct { uint32_t port, listen; } ports[MAXPORTS];
 	struct { uint8_t mac[6]; uint32_t features; } nics[MAXNETS];
@@ -948,7 +1042,7 @@ static void qemu_args(struct vm *vm, const char *qemu, const char *stub, struct 
 	arg(a, "-device"); arg(a, "virtserialport,chardev=exit,name=krun-exit");
 	arg(a, "-chardev"); arg(a, "socket,id=fs,path=fs.sock");
 	arg(a, "-device"); arg(a, "vhost-user-fs-device,chardev=fs,tag=/dev/root,bus=virtio-mmio-bus.%d", mmio_transport(t++));
-	if (vm->h.nnics == 0 || vm->h.nports) {
+	if (vm->h.vsock) {
 		arg(a, "-chardev"); arg(a, "socket,id=vsock,path=vsock.sock");
 		arg(a, "-device"); arg(a, "vhost-user-vsock-device,chardev=vsock,bus=virtio-mmio-bus.%d", mmio_transport(t++));
 	}
@@ -970,7 +1064,7 @@ static void qemu_args(struct vm *vm, const char *qemu, const char *stub, struct 
 }
 
 /* The number of virtio-mmio transports qemu_args uses. */
-static int transports(uint32_t nnics, uint32_t nports) { return 4 + (nnics == 0 || nports ? 1 : 0) + (int)nnics; }
+static int transports(const struct ctx *c) { return 4 + (has_vsock(c) ? 1 : 0) + c->nnics; }
 
 static int launch(struct vm *vm, int exitw)
 {
@@ -1004,7 +1098,7 @@ static int launch(struct vm *vm, int exitw)
 	if ((vm->virtiofsd = spawn(fs_argv, &vm->rootfd, 1)) < 0) { ret = -errno; warnx_("fork: %s", strerror(-ret)); return ret; }
 	int glfds[MAXPORTS];
 	if ((ret = bind_guest_ports(vm, glfds))) return ret;
-	bool vsock = vm->h.nnics == 0 || vm->h.nports;
+	bool vsock = vm->h.vsock;
 	if (vsock) {
 		char *vs_argv[] = { vsockd, "--guest-cid", "3", "--socket", "vsock.sock", "--uds-path", "vsock", NULL };
 		if ((vm->vsockd = spawn(vs_argv, NULL, 0)) < 0) { ret = -errno; warnx_("fork: %s", strerror(-ret)); return ret; }
@@ -1198,7 +1292,10 @@ int32_t krun_start_enter(uint32_t id)
 	static struct cmdline cl;
 	const char *why = NULL;
 	start_line = &j;
-	if (!build_cmdline(c, transports((uint32_t)c->nnics, (uint32_t)c->nports), &cl, &why)) {
+	bool tsi_inet, tsi_unix;
+	tsi_of(c, &tsi_inet, &tsi_unix);
+	jl_bool(&j, "tsi", tsi_inet);
+	if (!build_cmdline(c, transports(c), &cl, &why)) {
 		warnx_("Building the microVM failed: kernel command line: %s", why);
 		return jl_done(&j, -EINVAL);
 	}
@@ -1224,6 +1321,7 @@ int32_t krun_start_enter(uint32_t id)
 	struct start_msg h;
 	memset(&h, 0, sizeof h);
 	h.vcpus = c->vcpus, h.ram_mib = c->ram_mib, h.nports = (uint32_t)c->nports, h.nnics = (uint32_t)c->nnics;
+	h.vsock = has_vsock(c);
 	h.log_level = log_level;
 	for (int i = 0; i < c->nports; i++) h.ports[i].port = c->ports[i].port, h.ports[i].listen = c->ports[i].listen;
 	for (int i = 0; i < c->nnics; i++) memcpy(h.nics[i].mac, c->nics[i].mac, 6), h.nics[i].features = c->nics[i].features;

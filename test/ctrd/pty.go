@@ -1,4 +1,4 @@
-package e2e
+package ctrd
 
 import (
 	"bytes"
@@ -13,13 +13,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// pty is a pseudo-terminal for running ctr -t: the test holds the master.
-type pty struct {
-	master, slave *os.File
+// Pty is a pseudo-terminal for running ctr -t: the test holds the master.
+type Pty struct {
+	Master *os.File
+	slave  *os.File
 }
 
-// openPty opens a new pseudo-terminal of rows x cols.
-func openPty(t *testing.T, rows, cols uint16) *pty {
+// OpenPty opens a new pseudo-terminal of rows x cols; t.Cleanup closes it.
+func OpenPty(t testing.TB, rows, cols uint16) *Pty {
 	t.Helper()
 	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -42,39 +43,49 @@ func openPty(t *testing.T, rows, cols uint16) *pty {
 	if err := unix.IoctlSetWinsize(int(s.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols}); err != nil {
 		t.Fatalf("set window size: %v", err)
 	}
-	p := &pty{master: m, slave: s}
-	t.Cleanup(func() { p.master.Close(); p.closeSlave() })
+	p := &Pty{Master: m, slave: s}
+	t.Cleanup(func() { p.Master.Close(); p.CloseSlave() })
 	return p
 }
 
-// attach makes the terminal cmd's controlling terminal and stdio.
-func (p *pty) attach(cmd *exec.Cmd) {
+// Attach makes the terminal cmd's controlling terminal and stdio.
+func (p *Pty) Attach(cmd *exec.Cmd) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = p.slave, p.slave, p.slave
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 }
 
-func (p *pty) closeSlave() {
+// CloseSlave closes the test's copy of the terminal's slave end (once the
+// command that uses it has started).
+func (p *Pty) CloseSlave() {
 	if p.slave != nil {
 		p.slave.Close()
 		p.slave = nil
 	}
 }
 
-// termReader collects what the terminal shows.
-type termReader struct {
+// Resize sets the terminal's size, as a terminal emulator does when its
+// window changes: the kernel sends SIGWINCH to the terminal's foreground
+// process group (ctr, which then resizes the task's terminal).
+func (p *Pty) Resize(rows, cols uint16) error {
+	return unix.IoctlSetWinsize(int(p.Master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
+}
+
+// TermReader collects what the terminal shows.
+type TermReader struct {
 	mu   sync.Mutex
 	cond *sync.Cond
 	buf  bytes.Buffer
 	err  error
 }
 
-func (p *pty) reader() *termReader {
-	r := &termReader{}
+// Reader starts collecting what the terminal shows.
+func (p *Pty) Reader() *TermReader {
+	r := &TermReader{}
 	r.cond = sync.NewCond(&r.mu)
 	go func() {
 		b := make([]byte, 4096)
 		for {
-			n, err := p.master.Read(b)
+			n, err := p.Master.Read(b)
 			r.mu.Lock()
 			r.buf.Write(b[:n])
 			if err != nil {
@@ -90,9 +101,9 @@ func (p *pty) reader() *termReader {
 	return r
 }
 
-// waitFor waits until the output contains s or the terminal closes, and
+// WaitFor waits until the output contains s or the terminal closes, and
 // returns all output so far.
-func (r *termReader) waitFor(s string) (string, error) {
+func (r *TermReader) WaitFor(s string) (string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for !strings.Contains(r.buf.String(), s) {
