@@ -175,15 +175,27 @@ func LockSuites() (unlock func()) {
 
 // RunSuite is a suite's TestMain body: it runs the tests holding the suites'
 // lock, then, as root, fails the run (exit code 1) if leftovers() lists
-// anything the suite left behind, printing it under the suite's name.
+// anything the suite left behind, printing it under the suite's name. What
+// leftovers() already listed before the run (an earlier run killed on this
+// host) is not this run's: it is named on stderr, and does not fail it.
 func RunSuite(m *testing.M, name string, leftovers func() []string) int {
 	unlock := LockSuites()
 	defer unlock()
+	var before []string
+	if os.Geteuid() == 0 {
+		before = leftovers()
+		if len(before) > 0 {
+			fmt.Fprintf(os.Stderr, "%s: found before the run (not counted against it):\n", name)
+			for _, l := range before {
+				fmt.Fprintln(os.Stderr, "  ", l)
+			}
+		}
+	}
 	code := m.Run()
 	if os.Geteuid() != 0 {
 		return code
 	}
-	if left := leftovers(); len(left) > 0 {
+	if left := NewSince(before, leftovers()); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "%s: the suite left these behind:\n", name)
 		for _, l := range left {
 			fmt.Fprintln(os.Stderr, "  ", l)
@@ -193,6 +205,21 @@ func RunSuite(m *testing.M, name string, leftovers func() []string) int {
 		}
 	}
 	return code
+}
+
+// NewSince is what of after was not in before.
+func NewSince(before, after []string) []string {
+	had := make(map[string]bool, len(before))
+	for _, b := range before {
+		had[b] = true
+	}
+	var out []string
+	for _, a := range after {
+		if !had[a] {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // AgentOf is the guest agent in the VMM's process group pgid (under the

@@ -30,16 +30,16 @@ func TestCheckCommand(t *testing.T) {
 		want    map[string]string // check name → regexp its line must match
 	}{
 		{"absent", "", map[string]string{
-			"libkrun": `^\[FAIL\] +libkrun +libkrun\.so\.1 cannot be loaded: .*\n +-> install libkrun 1\.x`,
-			"boot":    `^\[skip\] +boot +needs a loadable libkrun`,
+			"libkrun": `^\[FAIL\] +libkrun +libkrun\.so\.1 cannot be loaded: .*\n +-> install libkrun 1\.18\.1 or newer`,
+			"boot":    `^\[skip\] +boot +needs a usable libkrun \(see the libkrun line\)`,
 		}},
 		{"test-double", double, map[string]string{
-			"libkrun": `^\[warn\] +libkrun +\S+ is the boxlite libkrun test double \(tests only\).*boots no VM\n +-> point libkrun_path`,
+			"libkrun": `^\[warn\] +libkrun +\S+ is the boxlite libkrun test double \(tests only\).*boots no VM; it stands for libkrun >= \d+\.\d+\.\d+ .*\n +-> point libkrun_path`,
 			"boot":    `^\[FAIL\] +boot +no guest booted: the libkrun test double ran the agent as a host process.*\n +-> run check with a real libkrun`,
 		}},
 		{"not-libkrun", notLibkrun, map[string]string{
 			"libkrun": `^\[FAIL\] +libkrun +\S+libkrunfw\.so\.5 is not libkrun: .*\n +-> point libkrun_path`,
-			"boot":    `^\[skip\] +boot +needs a loadable libkrun`,
+			"boot":    `^\[skip\] +boot +needs a usable libkrun \(see the libkrun line\)`,
 		}},
 	}
 	for _, tc := range cases {
