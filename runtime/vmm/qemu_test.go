@@ -392,7 +392,7 @@ func TestQEMUCallLogMatchesTheDouble(t *testing.T) {
 	want := `reboot=k panic=-1 panic_print=0 nomodule console=hvc0 rootfstype=virtiofs rw quiet no-kvmapf init=/init.krun  ` +
 		`KRUN_INIT=/.boxlite/boxlite-agent KRUN_WORKDIR=/tmp   "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" ` +
 		`virtio_mmio.device=512@0xfeb00000:5 virtio_mmio.device=512@0xfeb00200:6 virtio_mmio.device=512@0xfeb00400:7 ` +
-		`virtio_mmio.device=512@0xfeb00800:9 virtio_mmio.device=512@0xfeb00a00:10 tsi_hijack reboot=t  -- "-vsock-port" "1024" "-ready-port" "1025"`
+		`virtio_mmio.device=512@0xfeb00800:9 virtio_mmio.device=512@0xfeb00a00:10 tsi_hijack reboot=t init_on_alloc=1  -- "-vsock-port" "1024" "-ready-port" "1025"`
 	if got := find(t, qc, "krun_start_enter")["cmdline"]; got != want {
 		t.Errorf("kernel command line\n got %q\nwant %q", got, want)
 	}

@@ -84,7 +84,16 @@
  *     is the RTC's; microvm's own appending is off, as it appends after
  *     "--", where the kernel passes them to init), and "reboot=t" follows
  *     libkrun's "reboot=k" (microvm has no i8042, so a keyboard reset would
- *     not end the VM; a triple fault does, with -no-reboot);
+ *     not end the VM; a triple fault does, with -no-reboot), and
+ *     "init_on_alloc=1" follows it: virtiofsd (and vhost-device-vsock)
+ *     write guest memory from processes of their own, which TCG's
+ *     self-modifying-code tracking does not see, so a page that held code
+ *     TCG had translated, refilled by virtiofsd with another binary's text,
+ *     kept its stale translations: processes in the guest died of SIGSEGV
+ *     after a few execs (the page cache of a binary is refilled on open
+ *     with virtiofsd's cache=auto), 6 runs in 6; with the guest kernel
+ *     zeroing every page it allocates, a CPU write that drops the page's
+ *     translations before virtiofsd fills it, none in 4 (up to 60 execs);
  *   - the guest's wall clock comes from microvm's CMOS RTC (no kvmclock
  *     under emulation), and its vCPUs take turns on one host thread
  *     (single-threaded TCG: multi-threaded TCG in QEMU 7.2 lets a vCPU trip
@@ -590,7 +599,7 @@ static bool build_cmdline(struct ctx *c, int ntransports, struct cmdline *cl, co
 	tsi_of(c, &tsi_inet, &tsi_unix);
 	if (tsi_inet && (*why = cmdline_insert(cl, "tsi_hijack"))) return false;
 	if (tsi_unix && (*why = cmdline_insert(cl, "tsi_hijack_unix"))) return false;
-	if ((*why = cmdline_insert(cl, "reboot=t"))) return false;
+	if ((*why = cmdline_insert(cl, "reboot=t init_on_alloc=1"))) return false;
 	struct jl a = { 0 };
 	jl_s(&a, " -- ");
 	collapse(&a, c->argv);
