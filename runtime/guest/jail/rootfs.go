@@ -70,6 +70,12 @@ func setupContainer(cfg *Config) error {
 	}
 	if spec.Linux != nil {
 		for _, d := range spec.Linux.Devices {
+			// As runc: /dev/ptmx is the devpts instance's (the link
+			// defaultDevices makes), whatever the spec lists; a
+			// privileged container's host devices list it.
+			if filepath.Clean(d.Path) == "/dev/ptmx" {
+				continue
+			}
 			if err := makeDevice(root, d); err != nil {
 				return err
 			}
