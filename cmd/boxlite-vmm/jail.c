@@ -190,7 +190,10 @@ static void load(const struct jailflags *f)
 		if (!f->allow_double)
 			die(4, "refusing %s (%s): it is the libkrun test double, which runs the workload as a host process, not in a VM; it is for tests only (pass -allow-test-double)", f->libkrun, file);
 		boxlite_jail.test_double = 1;
-		fprintf(stderr, "boxlite-vmm: WARNING: %s is the libkrun test double: the workload runs as a host process, not in a VM\n", f->libkrun);
+		if (dlsym(h, "krun_test_engine_qemu"))
+			fprintf(stderr, "boxlite-vmm: WARNING: %s is the emulated engine (tests only): QEMU software emulation standing in for libkrun + KVM\n", f->libkrun);
+		else
+			fprintf(stderr, "boxlite-vmm: WARNING: %s is the libkrun test double: the workload runs as a host process, not in a VM\n", f->libkrun);
 	}
 	struct boxlite_krunver v;
 	boxlite_krunver_detect(h, &v);
