@@ -16,6 +16,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	fmt.Println("cri suite: engine:", ctrd.DoubleWords)
 	// Not ctrd.SuiteLeftovers: benchmarks may run shims beside us.
 	os.Exit(ctrd.RunSuite(m, "cri", func() []string {
 		var left []string

@@ -293,3 +293,9 @@ func unescape(s string) string {
 	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
 	return r.Replace(s)
 }
+
+// DoubleWords says what a suite on the libkrun test double runs on; each
+// suite prints which engine its sandboxes ran on.
+const DoubleWords = "the libkrun test double (test/libkrun-double, bin/test/libkrun.so.1): " +
+	"libkrun's API with the guest agent run as a host process, no VM and no guest kernel; " +
+	"what needs a guest kernel is in the guest suite (test/guest)"

@@ -20,6 +20,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	fmt.Println("release suite: engine:", ctrd.DoubleWords)
 	os.Exit(ctrd.RunSuite(m, "release", func() []string {
 		var left []string
 		for _, m := range ctrd.MountsUnder("/") {
