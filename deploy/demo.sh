@@ -53,15 +53,27 @@ echo "== containerd-shim-boxlite-v2 check (node preflight)"
 if containerd-shim-boxlite-v2 check -config "$dir/shim.toml"; then
   mode=vm
   echo "== guests boot here: containers run in libkrun micro-VMs"
+elif engine=$bin/test/libkrun-qemu/libkrun.so.1 && [ -e "$engine" ] && command -v qemu-system-x86_64 >/dev/null && [ -x /usr/lib/qemu/virtiofsd ]; then
+  mode=engine
+  cat <<'MSG'
+== NOTE: this host cannot boot guests under KVM (see the check above: real
+==       libkrun and/or hardware KVM are missing). The demo goes on with QEMU
+==       software emulation standing in for libkrun + KVM (test/libkrun-qemu,
+==       tests only, never for pods): the same shim, VMM process and guest
+==       agent, and each container runs in a real guest kernel (the variant the
+==       shim staged), emulated, so each boot takes seconds, not KVM's times.
+MSG
+  echo "libkrun_path = \"$engine\"" >> "$dir/shim.toml"
 else
   mode=double
   cat <<'MSG'
 == NOTE: this host cannot boot guests (see the check above: real libkrun and/or
-==       hardware KVM are missing). The demo goes on through the libkrun TEST
-==       DOUBLE (test/libkrun-double): the same shim, VMM process and guest agent,
-==       but the agent runs as a HOST process, NOT in a VM. `uname -r` below is
-==       then the host's kernel; what shows the variant is the kernel blob each
-==       VMM process loaded (its /proc/PID/maps).
+==       hardware KVM are missing), and the emulated engine is not built or QEMU
+==       is missing (make testbins; make deps). The demo goes on through the
+==       libkrun TEST DOUBLE (test/libkrun-double): the same shim, VMM process
+==       and guest agent, but the agent runs as a HOST process, NOT in a VM.
+==       `uname -r` below is then the host's kernel; what shows the variant is
+==       the kernel blob each VMM process loaded (its /proc/PID/maps).
 MSG
   echo "libkrun_path = \"$bin/test/libkrun.so.1\"" >> "$dir/shim.toml"
   [ -e "$bin/test/libkrun.so.1" ] || { echo "demo: $bin/test/libkrun.so.1 is missing: run 'make testbins'" >&2; exit 1; }
@@ -85,8 +97,13 @@ for k in lean net; do
   rec="$dir/state/io.containerd.runtime.v2.task/boxlite-demo/$id/boxlite-sandbox.json"
   vmm=$(sed -n 's/.*"vmm_pid":\([0-9]*\).*/\1/p' "$rec")
   release=$(ctr task exec --exec-id uname $id uname -r 2>"$dir/exec.err") || release="(exec failed: $(grep -v DEPRECATION "$dir/exec.err"))"
+  ipt=$(ctr task exec --exec-id ipt $id sh -c 'if [ -e /proc/net/ip_tables_names ]; then echo "exists (legacy iptables)"; else echo "absent (no legacy iptables)"; fi' 2>/dev/null) || ipt="(exec failed)"
   if [ "$mode" = vm ]; then
     echo "   uname -r in the guest: $release"
+    echo "   /proc/net/ip_tables_names in the guest: $ipt"
+  elif [ "$mode" = engine ]; then
+    echo "   uname -r in the guest: $release  (the $k kernel, under QEMU emulation)"
+    echo "   /proc/net/ip_tables_names in the guest: $ipt"
   else
     echo "   uname -r: $release  (the HOST's kernel: test double, no VM)"
   fi
@@ -94,7 +111,7 @@ for k in lean net; do
   if [ -n "$blob" ]; then
     real=$(readlink -f "$blob")
     echo "   VMM process $vmm loaded $real"
-    echo "   sha256 $(sha256sum "$real" | cut -c1-16), $(containerd-shim-boxlite-v2 kernels -config "$dir/shim.toml" 2>/dev/null | awk -v k=$k '$1==k {print "the " k " variant: Linux " $5 ", iptables=" $6}')"
+    echo "   sha256 $(sha256sum "$real" | cut -c1-16), $(containerd-shim-boxlite-v2 kernels -config "$dir/shim.toml" 2>/dev/null | awk -v k=$k 'NF==0 {exit} $1==k {print "the " k " variant: Linux " $5 ", iptables=" $6}')"
   else
     echo "   VMM process $vmm maps no libkrunfw (it may have exited)"
   fi
