@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # deploy/deps/deps.sh — provision BoxLite's build/test dependencies into a cache.
 #
-#   deploy/deps/deps.sh [all|tools|critest|busybox|runc|lean|net|qemu-proof|qemu-engine|vulndb ...]
+#   deploy/deps/deps.sh [all|tools|critest|busybox|runc|lean|net|qemu-proof|qemu-engine|vulndb|dind-image ...]
 #
 # Cache: ${BOXLITE_DEPS:-/var/cache/boxlite-deps}
 #   bin/{containerd,ctr,containerd-shim-runc-v2,crictl,runc,krunfw-probe}
@@ -13,6 +13,10 @@
 #   qemu-engine/vhost-device-vsock        sid's vhost-user vsock backend, for the
 #                                         emulated engine test/libkrun-qemu (with
 #                                         bookworm's QEMU and its virtiofsd)
+#   dind/rootfs.tar                       the docker-in-docker test image's root
+#                                         filesystem (bookworm's docker.io, containerd,
+#                                         runc, tini, iptables, ca-certificates;
+#                                         mmdebstrap), dind/packages.tsv its versions
 #   kernels/manifest.tsv                  variant  sha256  source  version
 #   vulndb/osv/GO-*.json                  Go vulnerability database (govulncheck -db)
 #   manifest.tsv                          name  version  sha256  path
@@ -72,7 +76,7 @@ VIRTIOFSD=/usr/lib/qemu/virtiofsd # bookworm's qemu-system-common
 LINUX_SUITE=trixie
 BOOKWORM_PACKAGES_SUITE=bookworm # busybox-static, runc
 
-STEPS_ALL=(tools critest busybox runc lean net qemu-proof qemu-engine vulndb)
+STEPS_ALL=(tools critest busybox runc lean net qemu-proof qemu-engine vulndb dind-image)
 
 # --- output helpers -----------------------------------------------------------
 
@@ -840,6 +844,112 @@ do_qemu-engine() {
 	log "qemu-engine: $(qemu-system-x86_64 --version | head -n1); $VIRTIOFSD; $VSOCK_PACKAGE $(deb_version "$deb") → $VSOCK_BIN"
 }
 
+# --- step: dind-image (the docker-in-docker test image's root filesystem) -------
+
+# Debian 12's dockerd and what it runs, made by mmdebstrap from the archive
+# into one tar (the OCI image's single layer: test/ocitest.RootfsImage packs
+# it). The essential variant (dpkg, coreutils, bash: what maintainer scripts
+# need) plus DIND_PACKAGES and their dependencies (mount, not essential in
+# bookworm, for the pod's own tmpfs mounts); /usr is merged by mmdebstrap's
+# merged-usr hooks (debootstrap's way: they install usr-is-merged, where the
+# usrmerge package would pull in all of perl). dpkg leaves out what dockerd
+# never reads (docs, manuals, locales, shell completions) and the binaries of
+# the packages that dockerd does not run: ctr, containerd-stress, the v1
+# shims, libnetwork's dnet and ovrouter. No device nodes (the container's
+# /dev is a tmpfs). Rebuilt when any of these inputs change (dind_inputs_hash).
+DIND_SUITE=bookworm
+DIND_PACKAGES=(docker.io containerd runc tini iptables ca-certificates mount)
+DIND_HOOKS=/usr/share/mmdebstrap/hooks/merged-usr
+DIND_EXCLUDES=(
+	'/usr/share/doc/*' '/usr/share/man/*' '/usr/share/info/*' '/usr/share/locale/*'
+	'/usr/share/lintian/*' '/usr/share/bash-completion/*' '/usr/share/zsh/*' '/usr/share/fish/*'
+	/usr/bin/ctr /usr/bin/containerd-stress /usr/bin/containerd-shim /usr/bin/containerd-shim-runc-v1
+	/usr/bin/dnet /usr/sbin/ovrouter
+)
+# What the image must hold for dockerd (checked after the build).
+DIND_REQUIRED=(usr/sbin/dockerd usr/bin/docker usr/sbin/docker-proxy usr/bin/docker-init usr/bin/containerd
+	usr/bin/containerd-shim-runc-v2 usr/sbin/runc usr/sbin/iptables-legacy usr/sbin/iptables-nft
+	usr/sbin/ip6tables-legacy usr/sbin/ip6tables-nft etc/ssl/certs/ca-certificates.crt usr/bin/mount)
+DIND_ROOTFS=$DEPS/dind/rootfs.tar
+
+dind_inputs_hash() {
+	{
+		echo "suite=$DIND_SUITE variant=essential hooks=$DIND_HOOKS"
+		printf 'package %s\n' "${DIND_PACKAGES[@]}"
+		printf 'exclude %s\n' "${DIND_EXCLUDES[@]}"
+		printf 'require %s\n' "${DIND_REQUIRED[@]}"
+	} | sha256sum | cut -c1-16
+}
+
+# The manifest's version for dind-rootfs: docker.io's Debian version, then
+# the inputs' hash (so a changed package list is seen as out of date).
+verify_dind-image() {
+	local line
+	line=$(tsv_get "$DEPS/manifest.tsv" dind-rootfs)
+	[ -n "$line" ] || return 1
+	local v
+	v=$(cut -f2 <<<"$line")
+	[ "${v##*+inputs.}" = "$(dind_inputs_hash)" ] || return 1
+	manifest_ok dind-rootfs "$v" "$DIND_ROOTFS"
+}
+
+do_dind-image() {
+	command -v mmdebstrap >/dev/null && [ -d "$DIND_HOOKS" ] || ensure_pkgs mmdebstrap
+	[ -d "$DIND_HOOKS" ] || die "dind-image: $DIND_HOOKS is missing (mmdebstrap 1.x ships it)"
+	local keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+	[ -f "$keyring" ] || ensure_pkgs debian-archive-keyring
+	local mirror include opts=() e
+	mirror=$(debian_mirror)
+	include=$(
+		IFS=,
+		echo "${DIND_PACKAGES[*]}"
+	)
+	for e in "${DIND_EXCLUDES[@]}"; do opts+=(--dpkgopt="path-exclude=$e"); done
+	mkdir -p "$DEPS/dind"
+	# Left by an interrupted run: mmdebstrap's chroot may still have proc
+	# and sysfs mounted, so those go first, and rm stays on the cache's file
+	# system.
+	local old m
+	for old in "$DEPS"/build/dind.*; do
+		[ -d "$old" ] || continue
+		for m in $(awk -v d="$old/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
+			umount -l "$m" || die "dind-image: cannot unmount $m, left by an interrupted run"
+		done
+		rm -rf --one-file-system "$old"
+	done
+	rm -f "$DEPS"/dind/rootfs.tar.tmp.*
+	local tmp work
+	tmp=$(mktemp "$DIND_ROOTFS.tmp.XXXXXX")
+	work=$(mktemp -d "$DEPS/build/dind.XXXXXX")
+	log "dind-image: mmdebstrap $DIND_SUITE (essential + ${DIND_PACKAGES[*]}) from $mirror"
+	PROGRESS_CMD="" with_progress "mmdebstrap" "$DEPS/logs/dind-image.log" \
+		env TMPDIR="$work" mmdebstrap --mode=root --variant=essential --format=tar \
+		--include="$include" --hook-dir="$DIND_HOOKS" "${opts[@]}" --skip=output/dev --skip=output/mknod \
+		--keyring="$keyring" "$DIND_SUITE" "$tmp" "$mirror"
+	rm -rf "$work"
+	local listing missing=() f
+	listing=$(tar -tf "$tmp")
+	for f in "${DIND_REQUIRED[@]}"; do
+		grep -qxF "./$f" <<<"$listing" || missing+=("$f")
+	done
+	if [ "${#missing[@]}" -gt 0 ]; then
+		rm -f "$tmp"
+		die "dind-image: the root filesystem lacks ${missing[*]}"
+	fi
+	# Versions of what it holds, for the record (and the docker.io version
+	# the manifest names).
+	tar -xOf "$tmp" ./var/lib/dpkg/status |
+		awk '/^Package:/ {p=$2} /^Version:/ {print p "\t" $2}' | LC_ALL=C sort >"$DEPS/dind/packages.tsv.tmp"
+	mv -f "$DEPS/dind/packages.tsv.tmp" "$DEPS/dind/packages.tsv"
+	local docker
+	docker=$(awk -F'\t' '$1 == "docker.io" {print $2}' "$DEPS/dind/packages.tsv")
+	[ -n "$docker" ] || die "dind-image: docker.io is not installed in the root filesystem"
+	chmod 0644 "$tmp"
+	mv -f "$tmp" "$DIND_ROOTFS"
+	manifest_record dind-rootfs "$docker+inputs.$(dind_inputs_hash)" "$DIND_ROOTFS"
+	log "dind-image: docker.io $docker, $(wc -l <"$DEPS/dind/packages.tsv") packages, $(($(stat -c %s "$DIND_ROOTFS") / 1048576)) MiB → $DIND_ROOTFS"
+}
+
 # --- main ------------------------------------------------------------------------------
 
 run_step() {
@@ -902,7 +1012,7 @@ main() {
 	for a in "$@"; do
 		case $a in
 		all) steps+=("${STEPS_ALL[@]}") ;;
-		tools | critest | busybox | runc | lean | net | qemu-proof | qemu-engine | vulndb) steps+=("$a") ;;
+		tools | critest | busybox | runc | lean | net | qemu-proof | qemu-engine | vulndb | dind-image) steps+=("$a") ;;
 		-h | --help | help) usage ;;
 		*)
 			echo "unknown step: $a (steps: all ${STEPS_ALL[*]})" >&2
@@ -910,7 +1020,7 @@ main() {
 			;;
 		esac
 	done
-	mkdir -p "$DEPS"/{bin,cni/bin,busybox,kernels/lean,kernels/net,qemu-engine,logs,locks,build,downloads}
+	mkdir -p "$DEPS"/{bin,cni/bin,busybox,kernels/lean,kernels/net,qemu-engine,dind,logs,locks,build,downloads}
 	local t0=$SECONDS s
 	for s in "${steps[@]}"; do run_step "$s"; done
 	log "all requested steps verified in $((SECONDS - t0))s: ${steps[*]} (cache: $DEPS)"
