@@ -112,42 +112,11 @@ const ManifestType = "application/vnd.oci.image.manifest.v1+json"
 
 // Build makes an amd64 Linux image of the layers (bottom first) and cfg.
 func Build(cfg Config, layers ...Layer) (*Image, error) {
-	env := cfg.Env
-	if len(env) == 0 {
-		env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-	}
-	wd := cfg.WorkingDir
-	if wd == "" {
-		wd = "/"
-	}
-	c := map[string]any{"Env": env, "WorkingDir": wd}
-	if cfg.Cmd != nil {
-		c["Cmd"] = cfg.Cmd
-	}
-	if cfg.Entrypoint != nil {
-		c["Entrypoint"] = cfg.Entrypoint
-	}
-	if cfg.User != "" {
-		c["User"] = cfg.User
-	}
-	if len(cfg.ExposedPorts) > 0 {
-		ports := map[string]any{}
-		for _, p := range cfg.ExposedPorts {
-			ports[p] = map[string]any{}
-		}
-		c["ExposedPorts"] = ports
-	}
 	diffIDs := make([]string, len(layers))
 	for i, l := range layers {
 		diffIDs[i] = l.DiffID
 	}
-	cb, err := json.Marshal(map[string]any{
-		"created":      time.Unix(0, 0).UTC().Format(time.RFC3339),
-		"architecture": "amd64",
-		"os":           "linux",
-		"config":       c,
-		"rootfs":       map[string]any{"type": "layers", "diff_ids": diffIDs},
-	})
+	cb, err := configBlob(cfg, diffIDs)
 	if err != nil {
 		return nil, err
 	}
@@ -173,4 +142,41 @@ func Build(cfg Config, layers ...Layer) (*Image, error) {
 	}
 	img.Manifest, img.Digest = m, digest(m)
 	return img, nil
+}
+
+// configBlob is the OCI image config of an amd64 Linux image with cfg and
+// the layers whose diff ids are diffIDs (bottom first).
+func configBlob(cfg Config, diffIDs []string) ([]byte, error) {
+	env := cfg.Env
+	if len(env) == 0 {
+		env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	}
+	wd := cfg.WorkingDir
+	if wd == "" {
+		wd = "/"
+	}
+	c := map[string]any{"Env": env, "WorkingDir": wd}
+	if cfg.Cmd != nil {
+		c["Cmd"] = cfg.Cmd
+	}
+	if cfg.Entrypoint != nil {
+		c["Entrypoint"] = cfg.Entrypoint
+	}
+	if cfg.User != "" {
+		c["User"] = cfg.User
+	}
+	if len(cfg.ExposedPorts) > 0 {
+		ports := map[string]any{}
+		for _, p := range cfg.ExposedPorts {
+			ports[p] = map[string]any{}
+		}
+		c["ExposedPorts"] = ports
+	}
+	return json.Marshal(map[string]any{
+		"created":      time.Unix(0, 0).UTC().Format(time.RFC3339),
+		"architecture": "amd64",
+		"os":           "linux",
+		"config":       c,
+		"rootfs":       map[string]any{"type": "layers", "diff_ids": diffIDs},
+	})
 }
