@@ -137,11 +137,13 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		return nil, createError(err)
 	}
 	defer onFailure(&retErr, pipes.Close)
-	res, att, err := sb.Agent().Create(ctx, r.ID, spec, rootfs, pipes.IO())
+	pio, tail := withTail(pipes.IO())
+	res, att, err := sb.Agent().Create(ctx, r.ID, spec, rootfs, pio)
 	if err != nil {
 		return nil, createError(fmt.Errorf("task %s: creating the container in the guest: %w", r.ID, err))
 	}
 	c := newContainer(ctx, r, paths, pipes, att, res, uint32(sb.VMMPid()))
+	c.init.tail = tail
 	sandbox.Span(ctx, r.ID, "create", tCreate, time.Now()) // mounts and the container in the guest
 
 	evCtx, cancel := context.WithCancel(s.ctx)
@@ -209,11 +211,13 @@ func (s *service) join(ctx context.Context, r *taskAPI.CreateTaskRequest, spec *
 		return nil, createError(err)
 	}
 	defer onFailure(&retErr, pipes.Close)
-	res, att, err := ac.Create(ctx, r.ID, spec, rootfs, pipes.IO())
+	pio, tail := withTail(pipes.IO())
+	res, att, err := ac.Create(ctx, r.ID, spec, rootfs, pio)
 	if err != nil {
 		return nil, createError(fmt.Errorf("task %s: creating the container in pod %s's VM: %w", r.ID, sb.ID, err))
 	}
 	c := newContainer(ctx, r, paths, pipes, att, res, hostPid)
+	c.init.tail = tail
 	s.mu.Lock()
 	s.containers[r.ID] = c
 	s.mu.Unlock()

@@ -182,6 +182,7 @@ func (s *service) waitExit(c *container, p *process, ac *agent.Client, sb *sandb
 	}
 	p.drainIO()
 	if p.execID == "" {
+		kernelHint(ctx, sb, p, status)
 		// An init's exit is the container's last.
 		for _, e := range c.execList() {
 			if e.state().started() {

@@ -10,6 +10,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/boxlite/boxlite-shim/runtime/agent"
+	"github.com/boxlite/boxlite-shim/runtime/kernelhint"
 	"github.com/boxlite/boxlite-shim/runtime/stdio"
 )
 
@@ -58,6 +59,9 @@ type process struct {
 	// hostPid is the host process that runs it: the sandbox's VMM (see
 	// pid).
 	hostPid uint32
+	// tail is the end of an init's output (nil for exec processes), for
+	// kernelHint.
+	tail *kernelhint.Tail
 
 	mu       sync.Mutex
 	pipes    *stdio.Pipes
