@@ -10,6 +10,7 @@
 #   make critest               the CRI validation suite (critest v1.37.0) on runc and on boxlite, compared (root)
 #   make bench                 boxlite vs runc on a private containerd: table + bin/bench.json (root)
 #   make demo                  a private containerd running containers through the shim
+#   make demo-dind             docker-in-docker in a boxlite-net CRI pod (and refused on lean): test/dind, verbose
 #   make release               dist/boxlite-shim-VERSION-linux-amd64.tar.gz (+ .sha256): see deploy/release
 
 SHELL         := /bin/bash
@@ -29,7 +30,7 @@ PKG           := github.com/boxlite/boxlite-shim
 LDFLAGS       := -X $(PKG)/runtime/version.Version=$(VERSION) -X $(PKG)/runtime/version.Revision=$(REVISION)
 BLOBS         := $(foreach k,$(KERNELS),kernel/blobs/$(k)/libkrunfw.so.5.zst)
 
-.PHONY: all build shim vmm agent generate fuzz bench critest critest-run deps test unit e2e vet vulncheck fmt demo release clean blobs testbins FORCE
+.PHONY: all build shim vmm agent generate fuzz bench critest critest-run deps test unit e2e vet vulncheck fmt demo demo-dind release clean blobs testbins FORCE
 
 all: build
 
@@ -124,6 +125,13 @@ bench: deps
 demo: deps
 	$(MAKE) KERNELS="lean net" build testbins
 	deploy/demo.sh
+
+# Docker-in-docker in a CRI pod (boxlite-net), and the same pod refused on
+# lean: test/dind's suite, verbose (guests on libkrun where check boots one,
+# else on the emulated engine). make test runs the same suite.
+demo-dind: deps
+	$(MAKE) KERNELS="lean net" build testbins
+	deploy/demo-dind.sh
 
 # The release tarball an operator installs (README "Releases"). Its version is
 # the tag less a leading v when HEAD is on an annotated tag in a clean tree,
