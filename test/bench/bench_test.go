@@ -192,6 +192,8 @@ func TestCombine(t *testing.T) {
 	}{
 		// 20+400, 3000-400, 5000-3000, start line - guest-ready line, sum.
 		{"all there", full, tm, []float64{420, 2600, 2000, 750.5, 5770.5}, ""},
+		// 5000 - 4487.282 is 512.7179999999998 in floating point.
+		{"rounded to the microsecond", full, engineTiming{KernelEntry: 0.2, Init: 4487.282}, []float64{20.2, 4487.082, 512.718, 750.5, 5770.5}, ""},
 		{"no vmm-spawn", without("vmm-spawn"), tm, nil, "no vmm-spawn phase line"},
 		{"no guest-ready", without("guest-ready"), tm, nil, "no guest-ready phase line"},
 		{"no start", without("start"), tm, nil, "no start phase line"},

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -144,9 +145,10 @@ func combine(ph map[string]phaseLine, t engineTiming) ([]float64, error) {
 		if s < 0 {
 			return nil, fmt.Errorf("%s is negative (%.3f ms): phases %v, engine %+v", bootSegments[i].figure, s, ph, t)
 		}
+		segs[i] = roundUs(s)
 		total += s
 	}
-	return append(segs, total), nil
+	return append(segs, roundUs(total)), nil
 }
 
 // engineMissing says why the emulated engine cannot run here ("" if it
@@ -232,6 +234,10 @@ func (b *bench) emulation(ctx context.Context) {
 		b.emulatedBoots(ctx, cfg, v)
 	}
 }
+
+// roundUs rounds milliseconds to the microsecond, the precision of the
+// inputs (the sums and differences leave floating-point noise).
+func roundUs(ms float64) float64 { return math.Round(ms*1000) / 1000 }
 
 func emuFigure(variant, segment string) string {
 	return fmt.Sprintf("emulated boot %s: %s", variant, segment)
