@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -195,6 +196,7 @@ func TestQEMUBootsEachKernel(t *testing.T) {
 			if !slices.Contains(info.CgroupControllers, "memory") {
 				t.Errorf("cgroup controllers %v lack memory", info.CgroupControllers)
 			}
+			checkTimingLine(t, v)
 
 			// The variant is the staged library's: the VMM has it mapped,
 			// and the engine's QEMU, virtiofsd and vhost-device-vsock run
@@ -317,6 +319,39 @@ func groupComms(pgid int) []string {
 		}
 	}
 	return out
+}
+
+// checkTimingLine: the engine logged its timing line on the VMM's log
+// (make bench reads it), with QEMU spawned, the kernel entered and init
+// started in that order after krun_start_enter.
+func checkTimingLine(t *testing.T, v *VMM) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(v.StateDir(), VMMLogName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const prefix = "libkrun-qemu: timing "
+	var line string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, prefix) {
+			line = l
+		}
+	}
+	got := map[string]float64{}
+	for _, f := range strings.Fields(strings.TrimPrefix(line, prefix)) {
+		k, val, _ := strings.Cut(f, "=")
+		if x, err := strconv.ParseFloat(val, 64); err == nil {
+			got[k] = x
+		}
+	}
+	q, qok := got["qemu_exec_ms"]
+	k, kok := got["kernel_entry_ms"]
+	i, iok := got["init_ms"]
+	if !qok || !kok || !iok || !(0 <= q && q < k && k < i) {
+		t.Errorf("the engine's timing line %q: want 0 <= qemu_exec_ms < kernel_entry_ms < init_ms; vmm.log:\n%s", line, b)
+	} else {
+		t.Logf("engine timing after krun_start_enter: QEMU spawned %.1f ms, kernel entered %.1f ms, init %.1f ms", q, k, i)
+	}
 }
 
 func readCmdline(t *testing.T, v *VMM) string {

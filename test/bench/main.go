@@ -13,7 +13,14 @@
 //     until all run, and the failures;
 //   - kernel extraction: kernel.Extract of each embedded variant into an
 //     empty cache (cold) and into a cache that holds it (warm, which verifies
-//     its SHA-256, as every sandbox start does).
+//     its SHA-256, as every sandbox start does);
+//   - guest boot under emulation: for the lean and the net kernel, a real
+//     guest booted on the emulated engine (test/libkrun-qemu, QEMU TCG),
+//     split into VMM start, kernel entry, init, agent ready and container
+//     started. TCG figures: not comparable with KVM, no runc ratio.
+//
+// -sections picks some of them (kernel, cold, exec, cri, memory, density,
+// emulation; default all), e.g. -sections emulation.
 //
 // Where no guest can boot, every boxlite figure is the shim + VMM process +
 // guest agent path through the libkrun test double (bin/test/libkrun.so.1):
@@ -76,11 +83,36 @@ type options struct {
 	kernelReps  int
 	opTimeout   time.Duration
 	wait        time.Duration
+	emuReps     int
+	sections    map[string]bool
+}
+
+// sectionNames are the bench's sections, in the order they run.
+var sectionNames = []string{"kernel", "cold", "exec", "cri", "memory", "density", "emulation"}
+
+// parseSections reads -sections: "all" or a comma-separated list of
+// sectionNames.
+func parseSections(v string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		switch {
+		case f == "all":
+			for _, n := range sectionNames {
+				out[n] = true
+			}
+		case slices.Contains(sectionNames, f):
+			out[f] = true
+		default:
+			return nil, fmt.Errorf("-sections: %q is not one of all, %s", f, strings.Join(sectionNames, ", "))
+		}
+	}
+	return out, nil
 }
 
 func parseFlags() options {
 	var o options
-	var density string
+	var density, sections string
 	flag.StringVar(&o.out, "out", "bench.json", "write the figures as JSON to this file")
 	flag.IntVar(&o.reps, "reps", 20, "repeated runs of each cold start and exec latency figure (after one unrecorded warm-up)")
 	flag.IntVar(&o.idle, "idle", 10, "idle sandboxes (and runc containers) whose memory is read")
@@ -89,7 +121,14 @@ func parseFlags() options {
 	flag.IntVar(&o.kernelReps, "kernel-reps", 10, "repeated extractions of each embedded kernel, cold and warm")
 	flag.DurationVar(&o.opTimeout, "op-timeout", 2*time.Minute, "limit of one ctr command")
 	flag.DurationVar(&o.wait, "wait", 0, "wait up to this long for shim, VMM and agent processes of others (a test run) to end before refusing to start")
+	flag.IntVar(&o.emuReps, "emu-reps", 3, "guests booted on the emulated engine per kernel variant (section emulation)")
+	flag.StringVar(&sections, "sections", "all", "comma-separated sections to run: all, or of "+strings.Join(sectionNames, ", "))
 	flag.Parse()
+	var err error
+	if o.sections, err = parseSections(sections); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
 	for _, f := range strings.Split(density, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 {
@@ -98,8 +137,8 @@ func parseFlags() options {
 		}
 		o.density = append(o.density, n)
 	}
-	if o.reps < 1 || o.idle < 1 || o.densityReps < 1 || o.kernelReps < 1 {
-		fmt.Fprintln(os.Stderr, "bench: -reps, -idle, -density-reps and -kernel-reps must be at least 1")
+	if o.reps < 1 || o.idle < 1 || o.densityReps < 1 || o.kernelReps < 1 || o.emuReps < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -reps, -idle, -density-reps, -kernel-reps and -emu-reps must be at least 1")
 		os.Exit(2)
 	}
 	return o
@@ -187,14 +226,29 @@ func run(ctx context.Context, o options) (code int) {
 		h.Fatalf("container mounts of a boxlite sandbox are already on this host: %v", left)
 	}
 	b.setup()
-	b.kernelExtraction()
-	b.startDaemon()
-	sections := []func(context.Context){b.coldStart, b.execLatency, b.criFirstLog, b.memory, b.density}
+	if o.sections["kernel"] {
+		b.kernelExtraction()
+	}
+	sections := []struct {
+		name string
+		run  func(context.Context)
+	}{
+		{"cold", b.coldStart}, {"exec", b.execLatency}, {"cri", b.criFirstLog},
+		{"memory", b.memory}, {"density", b.density}, {"emulation", b.emulation},
+	}
+	started := false
 	for _, s := range sections {
 		if ctx.Err() != nil {
 			break
 		}
-		s(ctx)
+		if !o.sections[s.name] {
+			continue
+		}
+		if !started {
+			b.startDaemon()
+			started = true
+		}
+		s.run(ctx)
 	}
 	if ctx.Err() != nil {
 		b.errorf("interrupted: the figures are partial")
@@ -231,10 +285,10 @@ type bench struct {
 	rep  *Report
 	bin  string // the shim's bin/
 	dir  string // the bench's own temporary directory: configs, shim state and cache
-	cfg  string // the shim's config file
+	cfg  string // the shim's config file (the test double)
 	runc string // runc of the deps cache
 	d    *ctrd.Daemon
-	cri  *crid.Env // the CRI environment whose daemon d is
+	cri  *crid.Env // the CRI environment whose daemon d is, when the cri section runs
 	img  string
 	seq  int
 	live map[string]bool // containers created and not yet removed
@@ -242,6 +296,8 @@ type bench struct {
 	// nsCgroupsBefore are the cgroups named after the containerd namespaces
 	// that existed before the bench (runc's containers live below them).
 	nsCgroupsBefore map[string]bool
+	// stateDir is the state_dir of the shim configs.
+	stateDir string
 }
 
 func (b *bench) errorf(format string, args ...any) {
@@ -254,8 +310,10 @@ func (b *bench) logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
 }
 
+// add adds a row; a boxlite row without a label of its own is the test
+// double's.
 func (b *bench) add(r Row) {
-	if r.Runtime == boxlite {
+	if r.Runtime == boxlite && r.Label == "" {
 		r.Label = doubleLabel
 	}
 	b.rep.Rows = append(b.rep.Rows, r)
@@ -268,9 +326,12 @@ func (b *bench) setup() {
 	deps := filepath.Join(ctrd.Deps(), "bin")
 	b.runc = filepath.Join(deps, "runc")
 	double := filepath.Join(b.bin, "test", "libkrun.so.1")
-	ctrd.Require(h, double, b.runc, filepath.Join(deps, "containerd-shim-runc-v2"),
+	ctrd.Require(h, b.runc, filepath.Join(deps, "containerd-shim-runc-v2"),
 		filepath.Join(b.bin, "boxlite-vmm"), filepath.Join(b.bin, "boxlite-agent"),
 		filepath.Join(ctrd.Deps(), "busybox", "busybox"))
+	if b.o.sections["cold"] || b.o.sections["exec"] || b.o.sections["cri"] || b.o.sections["memory"] || b.o.sections["density"] {
+		ctrd.Require(h, double)
+	}
 	double, _ = filepath.Abs(double)
 	dir, err := os.MkdirTemp("", "bxb") // short: agent sockets live under it
 	if err != nil {
@@ -286,7 +347,8 @@ func (b *bench) setup() {
 		}
 	})
 	b.cfg = filepath.Join(dir, "shim.toml")
-	body := fmt.Sprintf("libkrun_path = %q\nstate_dir = %q\ncache_dir = %q\n", double, filepath.Join(dir, "st"), filepath.Join(dir, "cache"))
+	b.stateDir = filepath.Join(dir, "st")
+	body := fmt.Sprintf("libkrun_path = %q\nstate_dir = %q\ncache_dir = %q\n", double, b.stateDir, filepath.Join(dir, "cache"))
 	if err := os.WriteFile(b.cfg, []byte(body), 0o644); err != nil {
 		h.Fatal(err)
 	}
@@ -337,19 +399,24 @@ func firstLine(out []byte, err error) string {
 	return l
 }
 
-// startDaemon starts the private containerd, with CRI (test/crid: the
-// boxlite drop-in, a CNI network, the pause and busybox images in CRI's
-// namespace) and a "runc" handler on the deps cache's runc, and imports the
-// busybox image for ctr.
+// startDaemon starts the private containerd, with CRI when the cri section
+// runs (test/crid: the boxlite drop-in, a CNI network, the pause and busybox
+// images in CRI's namespace, and a "runc" handler on the deps cache's runc),
+// and imports the busybox image for ctr.
 func (b *bench) startDaemon() {
-	b.logf("starting a private containerd with CRI")
-	b.cri = crid.New(b.h, crid.Options{ExtraCRIConfig: fmt.Sprintf(`
+	if b.o.sections["cri"] {
+		b.logf("starting a private containerd with CRI")
+		b.cri = crid.New(b.h, crid.Options{ExtraCRIConfig: fmt.Sprintf(`
 [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
   runtime_type = "io.containerd.runc.v2"
   [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
     BinaryName = %q
 `, b.runc)})
-	b.d = b.cri.D
+		b.d = b.cri.D
+	} else {
+		b.logf("starting a private containerd")
+		b.d = ctrd.Start(b.h, ctrd.Options{})
+	}
 	archive := filepath.Join(b.dir, "busybox-oci.tar")
 	if err := ocitest.BusyboxImage(filepath.Join(ctrd.Deps(), "busybox", "busybox"), archive, ocitest.ImageName); err != nil {
 		b.h.Fatal(err)
@@ -470,8 +537,9 @@ func (b *bench) cleanup() {
 }
 
 // leftovers is what the bench left behind after its cleanups: processes of
-// ours (shim, VMM, agent), runc shims of our containerd, container mounts,
-// the test double's cgroups, and its directories with their sockets.
+// ours (shim, VMM, agent, the emulated engine's helpers), runc shims of our
+// containerd, container mounts, the test double's cgroups, and its
+// directories with their sockets.
 func (b *bench) leftovers() []string {
 	var out []string
 	deadline := time.Now().Add(10 * time.Second)
@@ -497,6 +565,7 @@ func (b *bench) leftovers() []string {
 			}
 		}
 	}
+	out = append(out, engineProcesses()...)
 	out = append(out, boxliteMounts()...)
 	for _, c := range ctrd.CgroupsLeft("boxlite-") {
 		if filepath.Base(c) != ns { // namespace cgroups: below

@@ -17,10 +17,7 @@ func printTable(w io.Writer, rep *Report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "FIGURE\tRUNTIME\tN\tMEDIAN\tMIN–MAX\tP10–P90\tFAILED\tVS RUNC\tTARGET")
 	for _, r := range rep.Rows {
-		rt := r.Runtime
-		if r.Label != "" {
-			rt += "*"
-		}
+		rt := r.Runtime + labelMark(r.Label)
 		if r.NotMeasured != "" {
 			// The reason is the line's last cell, outside the columns.
 			fmt.Fprintf(tw, "%s\t%s\t-\tnot measured\t\t\t\t\t\t%s\n", r.Figure, rt, r.NotMeasured)
@@ -48,7 +45,16 @@ func printTable(w io.Writer, rep *Report) {
 			format(s.Median, r.Unit), span(s.Min, s.Max, r.Unit), span(s.P10, s.P90, r.Unit), failed, ratio, target)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "* %s: where no guest can boot, the boxlite figures are the shim, VMM process and guest agent, with the agent a host process.\n", doubleLabel)
+	labels := map[string]bool{}
+	for _, r := range rep.Rows {
+		labels[r.Label] = true
+	}
+	if labels[doubleLabel] {
+		fmt.Fprintf(w, "%s %s: where no guest can boot, the boxlite figures are the shim, VMM process and guest agent, with the agent a host process.\n", labelMark(doubleLabel), doubleLabel)
+	}
+	if labels[emuLabel] {
+		fmt.Fprintf(w, "%s %s: a real guest booted by the emulated engine (test/libkrun-qemu) under QEMU's TCG, every instruction translated in software; no VS RUNC ratio.\n", labelMark(emuLabel), emuLabel)
+	}
 	var notes []string
 	seen := map[string]bool{}
 	for _, r := range rep.Rows {
@@ -67,6 +73,19 @@ func printTable(w io.Writer, rep *Report) {
 	}
 	for _, l := range rep.Leftovers {
 		fmt.Fprintln(w, "LEFT BEHIND:", l)
+	}
+}
+
+// labelMark is the mark of a row's label after its runtime, explained
+// below the table.
+func labelMark(label string) string {
+	switch label {
+	case "":
+		return ""
+	case emuLabel:
+		return "†"
+	default:
+		return "*"
 	}
 }
 

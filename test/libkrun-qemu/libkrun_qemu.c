@@ -75,6 +75,18 @@
  * <state dir>/qemu/ and go when it ends; nothing else is written outside the
  * jail.
  *
+ * Timing (libkrun logs none): init writes "start <uptime>\n" on krun-exit
+ * once its file systems are mounted (the guest's CLOCK_BOOTTIME, seconds;
+ * a bare "start\n" is accepted too), and the launcher then writes one line
+ * to its stderr, the VMM's log, with milliseconds since krun_start_enter:
+ *
+ *   libkrun-qemu: timing qemu_exec_ms=M kernel_entry_ms=K init_ms=I
+ *
+ * M: QEMU spawned; I: init's line read; K: I less the guest's uptime, the
+ * kernel's entry as near as the guest's clock tells (its clock starts in the
+ * kernel's first steps; absent for a bare "start"). make bench reads it
+ * (test/bench, "guest boot under emulation"). TCG figures, not KVM's.
+ *
  * Differences from libkrun, each forced by QEMU or the emulation:
  *   - the kernel command line is libkrun's (prolog, KRUN_* env, "K=V" env,
  *     devices, tsi_hijack without a net device, -- args; libkrun's limits:
@@ -616,6 +628,7 @@ static bool build_cmdline(struct ctx *c, int ntransports, struct cmdline *cl, co
 struct start_msg {
 	uint32_t vcpus, ram_mib, nports, nnics, ntransports, vsock;
 	uint32_t log_level;
+	int64_t enter_ns; /* CLOCK_MONOTONIC at krun_start_enter, for the timing line */
 	struct { uint32_t port, listen; } ports[MAXPORTS];
 	struct { uint8_t mac[6]; uint32_t features; } nics[MAXNETS];
 };
@@ -693,7 +706,15 @@ struct vm {
 	int rootfd, qdir;           /* the guest root; <cwd>/qemu */
 	dev_t init_dev; ino_t init_ino; bool init_placed;
 	pid_t virtiofsd, vsockd, qemu;
+	int64_t qemu_exec_ns;       /* CLOCK_MONOTONIC when QEMU was spawned */
 };
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 /* Opens path (absolute, in the jail) as the VMM sees it: beneath the jail's
  * root, links resolved as if it were "/". */
@@ -1131,6 +1152,7 @@ static int launch(struct vm *vm, int exitw)
 		fputc('\n', stderr);
 	}
 	int qfds[3] = { kfd, vm->console, exitw };
+	vm->qemu_exec_ns = mono_ns();
 	vm->qemu = spawn(qa.v, qfds, 3);
 	if (vm->qemu < 0) ret = -errno;
 	close(kfd);
@@ -1141,9 +1163,29 @@ static int launch(struct vm *vm, int exitw)
 	return ret;
 }
 
-/* Reads krun-exit until QEMU closes it: "start" (init runs) removes
- * init.krun and binds the listening ports, "exit N" is the workload's
- * status. */
+/* The timing line on the VMM's log (vmm.log), once init has started:
+ * milliseconds from krun_start_enter to QEMU's spawn, to the guest kernel's
+ * entry (init's arrival less the guest's uptime then: the kernel's clock
+ * starts at its entry, give or take its first steps) and to init's "start".
+ * An init that sent no uptime gives no kernel_entry_ms. */
+static void report_timing(struct vm *vm, int64_t init_ns, const char *uptime)
+{
+	double ms = 1e-6;
+	char entry[64] = "";
+	if (uptime) {
+		char *end;
+		double up = strtod(uptime, &end);
+		if (*end == 0 && end != uptime && up >= 0)
+			snprintf(entry, sizeof entry, " kernel_entry_ms=%.3f", (double)(init_ns - vm->h.enter_ns) * ms - up * 1e3);
+	}
+	fprintf(stderr, "libkrun-qemu: timing qemu_exec_ms=%.3f%s init_ms=%.3f\n",
+		(double)(vm->qemu_exec_ns - vm->h.enter_ns) * ms, entry, (double)(init_ns - vm->h.enter_ns) * ms);
+}
+
+/* Reads krun-exit until QEMU closes it: "start" or "start <uptime>" (init
+ * runs; the uptime is the guest's CLOCK_BOOTTIME in seconds) removes
+ * init.krun, binds the listening ports and writes the timing line, "exit N"
+ * is the workload's status. */
 static void watch(struct vm *vm, int exitr, int *code, bool *reported, bool *started)
 {
 	char line[128];
@@ -1160,10 +1202,12 @@ static void watch(struct vm *vm, int exitr, int *code, bool *reported, bool *sta
 			continue;
 		}
 		line[n] = 0;
-		if (!skip && strcmp(line, "start") == 0 && !*started) {
+		if (!skip && (strcmp(line, "start") == 0 || strncmp(line, "start ", 6) == 0) && !*started) {
+			int64_t now = mono_ns();
 			*started = true;
 			remove_init(vm); /* it runs: the guest holds it open */
 			bind_listen_ports(vm);
+			report_timing(vm, now, line[5] ? line + 6 : NULL);
 		} else if (!skip && strncmp(line, "exit ", 5) == 0 && !*reported) {
 			char *end;
 			long v = strtol(line + 5, &end, 10);
@@ -1280,6 +1324,7 @@ int32_t krun_start_enter(uint32_t id)
 	snprintf(prname, sizeof prname, hn ? "VM:%s" : "libkrun VM", hn);
 	prctl(PR_SET_NAME, prname);
 
+	int64_t enter_ns = mono_ns();
 	struct jl j; jl_begin(&j, "krun_start_enter");
 	int32_t ret;
 	struct ctx *c = get(&j, id, "krun_start_enter", &ret);
@@ -1332,6 +1377,7 @@ int32_t krun_start_enter(uint32_t id)
 	h.vcpus = c->vcpus, h.ram_mib = c->ram_mib, h.nports = (uint32_t)c->nports, h.nnics = (uint32_t)c->nnics;
 	h.vsock = has_vsock(c);
 	h.log_level = log_level;
+	h.enter_ns = enter_ns;
 	for (int i = 0; i < c->nports; i++) h.ports[i].port = c->ports[i].port, h.ports[i].listen = c->ports[i].listen;
 	for (int i = 0; i < c->nnics; i++) memcpy(h.nics[i].mac, c->nics[i].mac, 6), h.nics[i].features = c->nics[i].features;
 	size_t off = sizeof h;

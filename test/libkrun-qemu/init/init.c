@@ -29,9 +29,11 @@
  * ioctl on the root virtio-fs (0x7602), which only libkrun's file server
  * understands; this one writes "exit <status>\n" on the virtio serial port
  * named krun-exit, which the engine's launcher reads. It also writes
- * "start\n" there once the file systems are mounted: the launcher then binds
- * the host sockets of the vsock ports, as libkrun binds them when the guest
- * activates its vsock device. Not done: /.krun_config.json (KRUN_CONFIG),
+ * "start <uptime>\n" there once the file systems are mounted (the uptime is
+ * the guest's CLOCK_BOOTTIME, in seconds): the launcher then binds the host
+ * sockets of the vsock ports, as libkrun binds them when the guest activates
+ * its vsock device, and logs when the kernel was entered and init started
+ * (its timing line, see libkrun_qemu.c). Not done: /.krun_config.json (KRUN_CONFIG),
  * KRUN_DHCP and KRUN_BLOCK_ROOT_* (boxlite uses none of them), the clock
  * sync of timesync builds.
  *
@@ -299,7 +301,11 @@ int main(int argc, char **argv)
 		printf("Couldn't mount filesystems, bailing out\n");
 		exit(-2);
 	}
-	report("start\n");
+	struct timespec up;
+	char start[64] = "start\n";
+	if (clock_gettime(CLOCK_BOOTTIME, &up) == 0)
+		snprintf(start, sizeof start, "start %lld.%09ld\n", (long long)up.tv_sec, up.tv_nsec);
+	report(start);
 	if (mount(NULL, "/", NULL, MS_REC | MS_SHARED, NULL) < 0) {
 		perror("Couldn't set shared propagation on the root mount");
 		exit(-1);
