@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/boxlite/boxlite-shim/test/ctrd"
+
 	"github.com/boxlite/boxlite-shim/runtime/vmm"
 )
 
@@ -304,24 +306,12 @@ func (b *bench) emulatedBoots(ctx context.Context, cfg, v string) {
 	}
 }
 
-// engineProcesses lists the emulated engine's helpers still running: QEMU
-// started with the engine's boot stub, virtiofsd serving a guest root as the
-// engine starts it, the engine's vhost-device-vsock. (The VMM and the
-// engine's launcher are boxlite-vmm processes: ctrd.OurProcesses has them.)
-// Other QEMUs on the host are not ours.
+// engineProcesses lists the emulated engine's helpers still running
+// (ctrd.EngineProcesses) as leftovers.
 func engineProcesses() []string {
 	var out []string
-	for pid := range allProcs() {
-		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-		args := strings.ReplaceAll(string(cmdline), "\x00", " ")
-		switch c := strings.TrimSpace(string(comm)); {
-		case c == "qemu-system-x86" && strings.Contains(args, "/libkrun-qemu/bootstub"),
-			c == "virtiofsd" && strings.Contains(args, "source=/proc/self/fd/3/."),
-			strings.HasPrefix(c, "vhost-device-vs") && strings.Contains(exe, "/libkrun-qemu/"):
-			out = append(out, fmt.Sprintf("process: %d %s", pid, args))
-		}
+	for _, p := range ctrd.EngineProcesses() {
+		out = append(out, "process: "+p)
 	}
 	return out
 }
