@@ -159,7 +159,7 @@ func TestPods(t *testing.T) {
 			t.Errorf("the agent shares the pod's network namespace: the guest has no network device of its own")
 		}
 		// In from the host, at the pod IP, through the TAP.
-		if body, err := httpGet("http://" + insp.Status.Network.IP + ":8080/"); err != nil || body != "hello-from-pod" {
+		if body, err := ctrd.HTTPGet("http://" + insp.Status.Network.IP + ":8080/"); err != nil || body != "hello-from-pod" {
 			t.Errorf("GET pod IP %s:8080 from the host: %v %q", insp.Status.Network.IP, err, body)
 		}
 		// Out from the guest to a server on the host's side of the bridge.
@@ -328,33 +328,11 @@ func (e *env) countVMMs() int {
 	return n
 }
 
-func httpGet(url string) (string, error) {
-	var last error
-	for i := 0; i < 50; i++ {
-		c := &http.Client{Timeout: 5 * time.Second}
-		resp, err := c.Get(url)
-		if err == nil {
-			b, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			return strings.TrimSpace(string(b)), err
-		}
-		last = err
-		time.Sleep(200 * time.Millisecond)
-	}
-	return "", last
-}
-
-// waitFor polls cond until it holds; it fails the test after a generous
-// bound (a hang, not a timing assertion).
+// waitFor is ctrd.WaitFor with this suite's bound: 30 s, polled every
+// 50 ms.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not seen within 30s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	ctrd.WaitFor(t, what, 30*time.Second, 50*time.Millisecond, cond)
 }
 
 // withPIDMode sets a container config's PID namespace mode (0 pod, 1
