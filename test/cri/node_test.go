@@ -88,18 +88,9 @@ func TestNode(t *testing.T) {
 		if pid := e.podPid(t, pod); pid != rec.VMMPid {
 			t.Errorf("crictl inspectp: pid %d, want the VMM's %d", pid, rec.VMMPid)
 		}
-		var insp struct {
-			Status struct {
-				Network struct {
-					IP string `json:"ip"`
-				} `json:"network"`
-			} `json:"status"`
-		}
-		if err := json.Unmarshal([]byte(e.Must(t, "inspectp", pod)), &insp); err != nil || insp.Status.Network.IP == "" {
-			t.Fatalf("inspectp: no pod IP (%v)", err)
-		}
-		if out, err := exec.Command("nsenter", "-t", strconv.Itoa(e.podPid(t, pod)), "-n", "ip", "-o", "addr", "show").CombinedOutput(); err != nil || !strings.Contains(string(out), " "+insp.Status.Network.IP+"/") {
-			t.Errorf("nsenter -t <pod pid> -n ip addr: %v, want the pod IP %s:\n%s", err, insp.Status.Network.IP, out)
+		ip := e.PodIP(t, pod)
+		if out, err := exec.Command("nsenter", "-t", strconv.Itoa(e.podPid(t, pod)), "-n", "ip", "-o", "addr", "show").CombinedOutput(); err != nil || !strings.Contains(string(out), " "+ip+"/") {
+			t.Errorf("nsenter -t <pod pid> -n ip addr: %v, want the pod IP %s:\n%s", err, ip, out)
 		}
 
 		c1 := e.Must(t, "create", pod, e.JSONFile(t, "p1.json", crid.ContainerConfig("p1", nil, "sh", "-c", "echo $$ > /dev/shm/p1; exec sleep 1000")), podCfg)

@@ -105,16 +105,7 @@ func TestPods(t *testing.T) {
 			return err == nil && out == "hello-from-pod"
 		})
 		// The pod IP is reachable from the host.
-		var insp struct {
-			Status struct {
-				Network struct {
-					IP string `json:"ip"`
-				} `json:"network"`
-			} `json:"status"`
-		}
-		if err := json.Unmarshal([]byte(e.Must(t, "inspectp", pod)), &insp); err != nil || insp.Status.Network.IP == "" {
-			t.Fatalf("inspectp: no pod IP (%v)", err)
-		}
+		ip := e.PodIP(t, pod)
 		// The VMM runs in the pod's network namespace, the one CNI set up.
 		var info struct {
 			Info struct {
@@ -149,8 +140,8 @@ func TestPods(t *testing.T) {
 		if f := netnstest.Sh(t, netns, "tc filter show dev eth0 ingress"); !strings.Contains(f, "Egress Redirect to device "+podnet.TapName) {
 			t.Errorf("pod eth0 is not mirrored to the TAP: %s", f)
 		}
-		if out := e.Must(t, "exec", c1, "ip", "-o", "addr", "show", "eth0"); !strings.Contains(out, " "+insp.Status.Network.IP+"/") || !strings.Contains(out, podMAC) && !strings.Contains(e.Must(t, "exec", c1, "ip", "-o", "link", "show", "eth0"), podMAC) {
-			t.Errorf("guest eth0 lacks the pod IP %s or MAC %s: %s", insp.Status.Network.IP, podMAC, out)
+		if out := e.Must(t, "exec", c1, "ip", "-o", "addr", "show", "eth0"); !strings.Contains(out, " "+ip+"/") || !strings.Contains(out, podMAC) && !strings.Contains(e.Must(t, "exec", c1, "ip", "-o", "link", "show", "eth0"), podMAC) {
+			t.Errorf("guest eth0 lacks the pod IP %s or MAC %s: %s", ip, podMAC, out)
 		}
 		if out := e.Must(t, "exec", c1, "ip", "route"); !strings.Contains(out, "default via "+crid.PodGateway) {
 			t.Errorf("guest routes lack the pod's default route via %s: %s", crid.PodGateway, out)
@@ -159,8 +150,8 @@ func TestPods(t *testing.T) {
 			t.Errorf("the agent shares the pod's network namespace: the guest has no network device of its own")
 		}
 		// In from the host, at the pod IP, through the TAP.
-		if body, err := ctrd.HTTPGet("http://" + insp.Status.Network.IP + ":8080/"); err != nil || body != "hello-from-pod" {
-			t.Errorf("GET pod IP %s:8080 from the host: %v %q", insp.Status.Network.IP, err, body)
+		if body, err := ctrd.HTTPGet("http://" + ip + ":8080/"); err != nil || body != "hello-from-pod" {
+			t.Errorf("GET pod IP %s:8080 from the host: %v %q", ip, err, body)
 		}
 		// Out from the guest to a server on the host's side of the bridge.
 		srv := hostServer(t, crid.PodGateway, "hello-from-node")

@@ -405,6 +405,23 @@ func (e *Env) AssertClean(t testing.TB) {
 	}
 }
 
+// PodIP is the pod's IP address on the private network, as `crictl
+// inspectp` reports it; the test fails when it reports none.
+func (e *Env) PodIP(t testing.TB, pod string) string {
+	t.Helper()
+	var insp struct {
+		Status struct {
+			Network struct {
+				IP string `json:"ip"`
+			} `json:"network"`
+		} `json:"status"`
+	}
+	if err := json.Unmarshal([]byte(e.Must(t, "inspectp", pod)), &insp); err != nil || insp.Status.Network.IP == "" {
+		t.Fatalf("inspectp: no pod IP (%v)", err)
+	}
+	return insp.Status.Network.IP
+}
+
 // Bundle is the sandbox task's bundle in containerd's state.
 func (e *Env) Bundle(id string) string {
 	return filepath.Join(e.D.State, "io.containerd.runtime.v2.task", Namespace, id)

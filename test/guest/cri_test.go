@@ -43,17 +43,7 @@ func TestCRI(t *testing.T) {
 		if out := e.Must(t, "exec", mem, "uname", "-r"); out != versions["lean"] {
 			t.Errorf("uname -r in the pod: %q, want the lean kernel's %q", out, versions["lean"])
 		}
-		var insp struct {
-			Status struct {
-				Network struct {
-					IP string `json:"ip"`
-				} `json:"network"`
-			} `json:"status"`
-		}
-		if err := json.Unmarshal([]byte(e.Must(t, "inspectp", pod)), &insp); err != nil || insp.Status.Network.IP == "" {
-			t.Fatalf("inspectp: no pod IP (%v)", err)
-		}
-		ip := insp.Status.Network.IP
+		ip := e.PodIP(t, pod)
 		if out := e.Must(t, "exec", mem, "ip", "-o", "addr", "show", "eth0"); !strings.Contains(out, " "+ip+"/") {
 			t.Errorf("the guest's eth0 lacks the pod IP %s: %s", ip, out)
 		}
