@@ -157,7 +157,7 @@ func New(t testing.TB, o Options) *Env {
 	}
 	dropIn := ""
 	if len(o.Imports) == 0 {
-		base := fmt.Sprintf("libkrun_path = %q\nstate_dir = %q\ncache_dir = %q\n", libkrun, e.StateDir, e.CacheDir)
+		base := ctrd.ShimConfig(libkrun, e.StateDir, e.CacheDir)
 		e.LeanConfig = e.Write(t, "config.toml", base+"[kernel]\ndefault = \"lean\"\n"+o.ShimConfig)
 		// boxlite-net's config also lets pods size their VM by annotation.
 		e.NetConfig = e.Write(t, "config-net.toml", base+"[kernel]\ndefault = \"net\"\n[annotations]\nenabled = [\"io.boxlite.kernel\", \"io.boxlite.memory_mib\"]\n"+o.ShimConfig)
