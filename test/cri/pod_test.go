@@ -44,7 +44,7 @@ func TestPods(t *testing.T) {
 		podCfg := e.JSONFile(t, "web-pod.json", web)
 		pod := e.Must(t, "runp", "--runtime", "boxlite", podCfg)
 
-		rec := e.record(t, pod)
+		rec := e.Record(t, pod)
 		c := calls(t, rec)
 		for _, w := range []struct{ call, key, want string }{
 			{"krun_set_vm_config", "vcpus", "2"},
@@ -56,7 +56,7 @@ func TestPods(t *testing.T) {
 			}
 		}
 		shas := kernelSHAs(t, filepath.Join(e.Dir, "config.toml"))
-		if got := mappedKernel(t, rec.VMMPid); !strings.HasPrefix(got, shas["lean"]) || shas["lean"] == "" {
+		if got := crid.MappedKernel(t, rec.VMMPid); !strings.HasPrefix(got, shas["lean"]) || shas["lean"] == "" {
 			t.Errorf("pod VMM maps kernel %s, want lean (%s); kernels: %v", got, shas["lean"], shas)
 		}
 
@@ -66,7 +66,7 @@ func TestPods(t *testing.T) {
 		e.Must(t, "start", c2)
 
 		// One shim, one VMM for the pod.
-		if r2 := e.record(t, pod); r2.VMMPid != rec.VMMPid {
+		if r2 := e.Record(t, pod); r2.VMMPid != rec.VMMPid {
 			t.Errorf("VMM changed: %d, then %d", rec.VMMPid, r2.VMMPid)
 		}
 		if n := e.countVMMs(); n != 1 {
@@ -205,9 +205,9 @@ func TestPods(t *testing.T) {
 			"resources":        map[string]any{"memory_limit_in_bytes": 1 << 30},
 		}))
 		pod := e.Must(t, "runp", "--runtime", "boxlite-net", podCfg)
-		rec := e.record(t, pod)
+		rec := e.Record(t, pod)
 		shas := kernelSHAs(t, filepath.Join(e.Dir, "config-net.toml"))
-		if got := mappedKernel(t, rec.VMMPid); !strings.HasPrefix(got, shas["net"]) || shas["net"] == "" || shas["net"] == shas["lean"] {
+		if got := crid.MappedKernel(t, rec.VMMPid); !strings.HasPrefix(got, shas["net"]) || shas["net"] == "" || shas["net"] == shas["lean"] {
 			t.Errorf("pod VMM maps kernel %s, want net (%s); kernels: %v", got, shas["net"], shas)
 		}
 		if got := fmt.Sprint(calls(t, rec)["krun_set_vm_config"]["ram_mib"]); got != "300" {
@@ -237,7 +237,7 @@ func TestPods(t *testing.T) {
 		pod := e.Must(t, "runp", "--runtime", "boxlite", podCfg)
 		c1 := e.Must(t, "create", pod, e.JSONFile(t, "x1.json", crid.ContainerConfig("x1", nil, "sleep", "1000")), podCfg)
 		e.Must(t, "start", c1)
-		rec := e.record(t, pod)
+		rec := e.Record(t, pod)
 		shim := 0
 		for _, p := range e.OurProcesses() {
 			if strings.HasSuffix(p, "/containerd-shim-boxlite-v2") {
