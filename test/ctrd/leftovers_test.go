@@ -1,6 +1,8 @@
 package ctrd
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 )
@@ -22,5 +24,31 @@ func TestNewSince(t *testing.T) {
 				t.Errorf("NewSince(%q, %q) = %q, want %q", tc.before, tc.after, got, tc.want)
 			}
 		})
+	}
+}
+
+// PodDirs names test/crid's directories under $TMPDIR and the suite's own
+// globs.
+func TestPodDirs(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	for _, d := range []string{"bxp1", "bxq2"} {
+		if err := os.Mkdir(filepath.Join(tmp, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		globs []string
+		want  []string
+	}{
+		{nil, []string{"directories: [" + filepath.Join(tmp, "bxp1") + "]"}},
+		{[]string{filepath.Join(tmp, "bxq*")}, []string{"directories: [" + filepath.Join(tmp, "bxp1") + "]", "directories: [" + filepath.Join(tmp, "bxq2") + "]"}},
+	} {
+		got := PodDirs(tc.globs...)
+		for _, w := range tc.want {
+			if !slices.Contains(got, w) {
+				t.Errorf("PodDirs(%q) = %q: lacks %q", tc.globs, got, w)
+			}
+		}
 	}
 }
