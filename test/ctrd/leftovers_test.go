@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestNewSince(t *testing.T) {
@@ -50,5 +52,36 @@ func TestPodDirs(t *testing.T) {
 				t.Errorf("PodDirs(%q) = %q: lacks %q", tc.globs, got, w)
 			}
 		}
+	}
+}
+
+// MountsUnder lists a mount below dir, "/" included; PodMounts one whose
+// path has the suite's mark, and not without it.
+func TestMountsUnderAndPodMounts(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	tmp := t.TempDir()
+	mnt := filepath.Join(tmp, "bxunit-mark")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(mnt, unix.MNT_DETACH) })
+	for _, dir := range []string{"/", tmp, tmp + "/", mnt} {
+		if got := MountsUnder(dir); !slices.Contains(got, mnt) {
+			t.Errorf("MountsUnder(%s) = %q: lacks %s", dir, got, mnt)
+		}
+	}
+	if got := MountsUnder(mnt + "-not"); slices.Contains(got, mnt) {
+		t.Errorf("MountsUnder(%s-not) lists %s", mnt, mnt)
+	}
+	if got := PodMounts("/bxunit-mark"); !slices.Contains(got, "mount: "+mnt) {
+		t.Errorf("PodMounts(/bxunit-mark) = %q: lacks %s", got, mnt)
+	}
+	if got := PodMounts(); slices.Contains(got, "mount: "+mnt) {
+		t.Errorf("PodMounts() = %q: lists %s, which has no /bxp", got, mnt)
 	}
 }
