@@ -2,10 +2,8 @@ package guest
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"strconv"
-	"sync"
 	"time"
 )
 
@@ -23,26 +21,4 @@ func dialLoopback(port uint16) (net.Conn, error) {
 		return c, nil
 	}
 	return nil, fmt.Errorf("port forward: nothing answers on port %d in the guest (IPv4: %v; IPv6: %v)", port, err4, err6)
-}
-
-// relay copies a and b into each other until both directions end: EOF on
-// one side closes the other's write half, so that a request/response
-// exchange completes; then both close.
-func relay(a, b net.Conn) {
-	var wg sync.WaitGroup
-	half := func(dst, src net.Conn) {
-		defer wg.Done()
-		_, _ = io.Copy(dst, src)
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			_ = cw.CloseWrite()
-		} else {
-			_ = dst.Close()
-		}
-	}
-	wg.Add(2)
-	go half(a, b)
-	go half(b, a)
-	wg.Wait()
-	a.Close()
-	b.Close()
 }

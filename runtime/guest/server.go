@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/boxlite/boxlite-shim/runtime/agent/api"
+	"github.com/boxlite/boxlite-shim/runtime/relay"
 	"github.com/boxlite/boxlite-shim/runtime/version"
 )
 
@@ -111,7 +112,12 @@ func (a *Agent) handshake(conn net.Conn, ttrpcConns *connListener) {
 			target.Close()
 			return
 		}
-		go relay(conn, target)
+		// Both directions relayed until each ends, then both close.
+		go func() {
+			relay.Copy(conn, target)
+			conn.Close()
+			target.Close()
+		}()
 	default:
 		refuse(fmt.Errorf("unknown connection header %q (want %q, %q... or %q...)", line, api.TTRPCHeader, api.StdioHeaderPrefix, api.PortHeaderPrefix))
 	}

@@ -17,7 +17,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"sync"
@@ -30,6 +29,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/boxlite/boxlite-shim/runtime/netns"
+	"github.com/boxlite/boxlite-shim/runtime/relay"
 )
 
 // Table is the nftables table (family ip) the Forwarder makes in the pod's
@@ -195,7 +195,7 @@ func (f *Forwarder) forward(c *net.TCPConn) {
 		return
 	}
 	defer f.track(g, false)
-	relay(c, g)
+	relay.Copy(c, g)
 }
 
 // originalPort is the port a redirected connection was addressed to (the
@@ -223,24 +223,6 @@ func originalPort(c *net.TCPConn) (uint16, error) {
 		return uint16(c.LocalAddr().(*net.TCPAddr).Port), nil
 	}
 	return port, err
-}
-
-// relay copies both ways; EOF on one side half-closes the other.
-func relay(a, b net.Conn) {
-	var wg sync.WaitGroup
-	half := func(dst, src net.Conn) {
-		defer wg.Done()
-		_, _ = io.Copy(dst, src)
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			_ = cw.CloseWrite()
-		} else {
-			_ = dst.Close()
-		}
-	}
-	wg.Add(2)
-	go half(a, b)
-	go half(b, a)
-	wg.Wait()
 }
 
 // Close stops listening, ends the relays and removes the table (when the

@@ -1,7 +1,6 @@
 package preflight
 
 import (
-	"debug/elf"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,7 +14,6 @@ import (
 // (bin/test/libkrun-qemu), and what it runs.
 const (
 	engineDir        = "test/libkrun-qemu"
-	engineMarker     = "krun_test_engine_qemu"
 	engineQEMU       = "qemu-system-x86_64"
 	engineVirtiofsd  = "/usr/lib/qemu/virtiofsd"
 	engineVsock      = "vhost-device-vsock"
@@ -41,7 +39,7 @@ func testEngine(dir string) Result {
 	r := Result{Name: "test engine", Status: Info}
 	lib := filepath.Join(dir, "libkrun.so.1")
 	var missing []string
-	if !exportsSymbol(lib, engineMarker) {
+	if !vmm.IsTestEngine(lib) {
 		missing = append(missing, lib+" (the engine's library)")
 	}
 	for _, f := range []string{"bootstub", "init.krun"} {
@@ -68,24 +66,4 @@ func testEngine(dir string) Result {
 	}
 	r.Detail = fmt.Sprintf("%s available: %s with %s, %s, %s", engineLabel, lib, qemu, engineVirtiofsd, vsock)
 	return r
-}
-
-// exportsSymbol reports whether the shared library at path defines name. It
-// reads the ELF file and loads nothing.
-func exportsSymbol(path, name string) bool {
-	f, err := elf.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	syms, err := f.DynamicSymbols()
-	if err != nil {
-		return false
-	}
-	for _, s := range syms {
-		if s.Name == name && s.Section != elf.SHN_UNDEF {
-			return true
-		}
-	}
-	return false
 }

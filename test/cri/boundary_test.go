@@ -39,7 +39,7 @@ func TestGuestPlantedLinks(t *testing.T) {
 		defer cancel()
 		_ = e.RemovePod(ctx, pod)
 	})
-	rec := e.record(t, pod)
+	rec := e.Record(t, pod)
 	containers := filepath.Join(rec.Dir, "root", ".boxlite", "containers")
 
 	canary := t.TempDir() // a host directory the guest should never reach

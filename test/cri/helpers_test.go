@@ -1,8 +1,6 @@
 package cri
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -26,20 +24,6 @@ func newEnv(t *testing.T) *env {
 	return &env{crid.New(t, crid.Options{ExtraCRIConfig: crid.RuncHandler()})}
 }
 
-// record is the pod's sandbox state record (the VMM's PID, its directory).
-func (e *env) record(t *testing.T, podID string) sandbox.Record {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(e.Bundle(podID), sandbox.RecordName))
-	if err != nil {
-		t.Fatalf("sandbox state record of pod %s: %v", podID, err)
-	}
-	var r sandbox.Record
-	if err := json.Unmarshal(b, &r); err != nil || r.VMMPid <= 0 {
-		t.Fatalf("sandbox state record %s: %v", b, err)
-	}
-	return r
-}
-
 // calls reads the test double's call log of a pod's VMM: the last line of
 // each call.
 func calls(t *testing.T, r sandbox.Record) map[string]map[string]any {
@@ -57,34 +41,6 @@ func calls(t *testing.T, r sandbox.Record) map[string]map[string]any {
 		out[fmt.Sprint(c["call"])] = c
 	}
 	return out
-}
-
-// mappedKernel is the SHA-256 of the libkrunfw.so.5 the VMM pid has mapped.
-func mappedKernel(t *testing.T, pid int) string {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
-	if err != nil {
-		t.Fatalf("maps of VMM %d: %v", pid, err)
-	}
-	var path string
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) >= 6 && strings.HasSuffix(f[5], "libkrunfw.so.5") {
-			if path != "" && path != f[5] {
-				t.Fatalf("VMM %d maps two kernel libraries: %s and %s", pid, path, f[5])
-			}
-			path = f[5]
-		}
-	}
-	if path == "" {
-		t.Fatalf("VMM %d has no libkrunfw.so.5 mapped", pid)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:])
 }
 
 // kernelSHAs are the SHA-256 prefixes `kernels` reports for each variant.

@@ -8,8 +8,6 @@ package cri
 import (
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/boxlite/boxlite-shim/test/ctrd"
@@ -18,21 +16,5 @@ import (
 func TestMain(m *testing.M) {
 	fmt.Println("cri suite: engine:", ctrd.DoubleWords)
 	// Not ctrd.SuiteLeftovers: benchmarks may run shims beside us.
-	os.Exit(ctrd.RunSuite(m, "cri", func() []string {
-		var left []string
-		for _, m := range ctrd.MountsUnder("/") {
-			if strings.Contains(m, "/bxp") {
-				left = append(left, "mount: "+m)
-			}
-		}
-		for _, c := range ctrd.CgroupsLeft("boxlite-k8s.io-") {
-			left = append(left, "cgroup: "+c)
-		}
-		for _, g := range []string{"/run/bxp*", filepath.Join(os.TempDir(), "bxp*")} {
-			if m, _ := filepath.Glob(g); len(m) > 0 {
-				left = append(left, fmt.Sprint("directories: ", m))
-			}
-		}
-		return left
-	}))
+	os.Exit(ctrd.RunSuite(m, "cri", func() []string { return ctrd.PodLeftovers(nil, nil) }))
 }

@@ -44,7 +44,7 @@ func TestNode(t *testing.T) {
 
 		boxCfg := e.JSONFile(t, "box-pod.json", e.PodConfig("boxpod", nil, map[string]any{"cgroup_parent": "/bxpod-box"}))
 		boxPod := e.Must(t, "runp", "--runtime", "boxlite", boxCfg)
-		rec := e.record(t, boxPod)
+		rec := e.Record(t, boxPod)
 		got := procCgroups(t, rec.VMMPid)
 		t.Logf("runc's pause process (%d):\n%s\nthe VMM (%d):\n%s", pause, want, rec.VMMPid, got)
 		for h, p := range want {
@@ -84,22 +84,13 @@ func TestNode(t *testing.T) {
 		events := e.watchEvents(t)
 		podCfg := e.JSONFile(t, "pid-pod.json", e.PodConfig("pidpod", nil, map[string]any{"security_context": sharedPID}))
 		pod := e.Must(t, "runp", "--runtime", "boxlite", podCfg)
-		rec := e.record(t, pod)
+		rec := e.Record(t, pod)
 		if pid := e.podPid(t, pod); pid != rec.VMMPid {
 			t.Errorf("crictl inspectp: pid %d, want the VMM's %d", pid, rec.VMMPid)
 		}
-		var insp struct {
-			Status struct {
-				Network struct {
-					IP string `json:"ip"`
-				} `json:"network"`
-			} `json:"status"`
-		}
-		if err := json.Unmarshal([]byte(e.Must(t, "inspectp", pod)), &insp); err != nil || insp.Status.Network.IP == "" {
-			t.Fatalf("inspectp: no pod IP (%v)", err)
-		}
-		if out, err := exec.Command("nsenter", "-t", strconv.Itoa(e.podPid(t, pod)), "-n", "ip", "-o", "addr", "show").CombinedOutput(); err != nil || !strings.Contains(string(out), " "+insp.Status.Network.IP+"/") {
-			t.Errorf("nsenter -t <pod pid> -n ip addr: %v, want the pod IP %s:\n%s", err, insp.Status.Network.IP, out)
+		ip := e.PodIP(t, pod)
+		if out, err := exec.Command("nsenter", "-t", strconv.Itoa(e.podPid(t, pod)), "-n", "ip", "-o", "addr", "show").CombinedOutput(); err != nil || !strings.Contains(string(out), " "+ip+"/") {
+			t.Errorf("nsenter -t <pod pid> -n ip addr: %v, want the pod IP %s:\n%s", err, ip, out)
 		}
 
 		c1 := e.Must(t, "create", pod, e.JSONFile(t, "p1.json", crid.ContainerConfig("p1", nil, "sh", "-c", "echo $$ > /dev/shm/p1; exec sleep 1000")), podCfg)
@@ -179,7 +170,7 @@ func TestNode(t *testing.T) {
 		t.Cleanup(func() { _ = os.WriteFile(ctrdScore, bytes.TrimSpace(before), 0) })
 		podCfg := e.JSONFile(t, "oom-pod.json", e.PodConfig("oompod", nil, nil))
 		pod := e.Must(t, "runp", "--runtime", "boxlite", podCfg)
-		rec := e.record(t, pod)
+		rec := e.Record(t, pod)
 		b, err := os.ReadFile(filepath.Join(e.Bundle(pod), "config.json"))
 		if err != nil {
 			t.Fatal(err)

@@ -44,7 +44,7 @@ func TestPods(t *testing.T) {
 		podCfg := e.JSONFile(t, "web-pod.json", web)
 		pod := e.Must(t, "runp", "--runtime", "boxlite", podCfg)
 
-		rec := e.record(t, pod)
+		rec := e.Record(t, pod)
 		c := calls(t, rec)
 		for _, w := range []struct{ call, key, want string }{
 			{"krun_set_vm_config", "vcpus", "2"},
@@ -56,7 +56,7 @@ func TestPods(t *testing.T) {
 			}
 		}
 		shas := kernelSHAs(t, filepath.Join(e.Dir, "config.toml"))
-		if got := mappedKernel(t, rec.VMMPid); !strings.HasPrefix(got, shas["lean"]) || shas["lean"] == "" {
+		if got := crid.MappedKernel(t, rec.VMMPid); !strings.HasPrefix(got, shas["lean"]) || shas["lean"] == "" {
 			t.Errorf("pod VMM maps kernel %s, want lean (%s); kernels: %v", got, shas["lean"], shas)
 		}
 
@@ -66,7 +66,7 @@ func TestPods(t *testing.T) {
 		e.Must(t, "start", c2)
 
 		// One shim, one VMM for the pod.
-		if r2 := e.record(t, pod); r2.VMMPid != rec.VMMPid {
+		if r2 := e.Record(t, pod); r2.VMMPid != rec.VMMPid {
 			t.Errorf("VMM changed: %d, then %d", rec.VMMPid, r2.VMMPid)
 		}
 		if n := e.countVMMs(); n != 1 {
@@ -105,16 +105,7 @@ func TestPods(t *testing.T) {
 			return err == nil && out == "hello-from-pod"
 		})
 		// The pod IP is reachable from the host.
-		var insp struct {
-			Status struct {
-				Network struct {
-					IP string `json:"ip"`
-				} `json:"network"`
-			} `json:"status"`
-		}
-		if err := json.Unmarshal([]byte(e.Must(t, "inspectp", pod)), &insp); err != nil || insp.Status.Network.IP == "" {
-			t.Fatalf("inspectp: no pod IP (%v)", err)
-		}
+		ip := e.PodIP(t, pod)
 		// The VMM runs in the pod's network namespace, the one CNI set up.
 		var info struct {
 			Info struct {
@@ -149,8 +140,8 @@ func TestPods(t *testing.T) {
 		if f := netnstest.Sh(t, netns, "tc filter show dev eth0 ingress"); !strings.Contains(f, "Egress Redirect to device "+podnet.TapName) {
 			t.Errorf("pod eth0 is not mirrored to the TAP: %s", f)
 		}
-		if out := e.Must(t, "exec", c1, "ip", "-o", "addr", "show", "eth0"); !strings.Contains(out, " "+insp.Status.Network.IP+"/") || !strings.Contains(out, podMAC) && !strings.Contains(e.Must(t, "exec", c1, "ip", "-o", "link", "show", "eth0"), podMAC) {
-			t.Errorf("guest eth0 lacks the pod IP %s or MAC %s: %s", insp.Status.Network.IP, podMAC, out)
+		if out := e.Must(t, "exec", c1, "ip", "-o", "addr", "show", "eth0"); !strings.Contains(out, " "+ip+"/") || !strings.Contains(out, podMAC) && !strings.Contains(e.Must(t, "exec", c1, "ip", "-o", "link", "show", "eth0"), podMAC) {
+			t.Errorf("guest eth0 lacks the pod IP %s or MAC %s: %s", ip, podMAC, out)
 		}
 		if out := e.Must(t, "exec", c1, "ip", "route"); !strings.Contains(out, "default via "+crid.PodGateway) {
 			t.Errorf("guest routes lack the pod's default route via %s: %s", crid.PodGateway, out)
@@ -159,8 +150,8 @@ func TestPods(t *testing.T) {
 			t.Errorf("the agent shares the pod's network namespace: the guest has no network device of its own")
 		}
 		// In from the host, at the pod IP, through the TAP.
-		if body, err := httpGet("http://" + insp.Status.Network.IP + ":8080/"); err != nil || body != "hello-from-pod" {
-			t.Errorf("GET pod IP %s:8080 from the host: %v %q", insp.Status.Network.IP, err, body)
+		if body, err := ctrd.HTTPGet("http://" + ip + ":8080/"); err != nil || body != "hello-from-pod" {
+			t.Errorf("GET pod IP %s:8080 from the host: %v %q", ip, err, body)
 		}
 		// Out from the guest to a server on the host's side of the bridge.
 		srv := hostServer(t, crid.PodGateway, "hello-from-node")
@@ -214,9 +205,9 @@ func TestPods(t *testing.T) {
 			"resources":        map[string]any{"memory_limit_in_bytes": 1 << 30},
 		}))
 		pod := e.Must(t, "runp", "--runtime", "boxlite-net", podCfg)
-		rec := e.record(t, pod)
+		rec := e.Record(t, pod)
 		shas := kernelSHAs(t, filepath.Join(e.Dir, "config-net.toml"))
-		if got := mappedKernel(t, rec.VMMPid); !strings.HasPrefix(got, shas["net"]) || shas["net"] == "" || shas["net"] == shas["lean"] {
+		if got := crid.MappedKernel(t, rec.VMMPid); !strings.HasPrefix(got, shas["net"]) || shas["net"] == "" || shas["net"] == shas["lean"] {
 			t.Errorf("pod VMM maps kernel %s, want net (%s); kernels: %v", got, shas["net"], shas)
 		}
 		if got := fmt.Sprint(calls(t, rec)["krun_set_vm_config"]["ram_mib"]); got != "300" {
@@ -246,7 +237,7 @@ func TestPods(t *testing.T) {
 		pod := e.Must(t, "runp", "--runtime", "boxlite", podCfg)
 		c1 := e.Must(t, "create", pod, e.JSONFile(t, "x1.json", crid.ContainerConfig("x1", nil, "sleep", "1000")), podCfg)
 		e.Must(t, "start", c1)
-		rec := e.record(t, pod)
+		rec := e.Record(t, pod)
 		shim := 0
 		for _, p := range e.OurProcesses() {
 			if strings.HasSuffix(p, "/containerd-shim-boxlite-v2") {
@@ -328,33 +319,11 @@ func (e *env) countVMMs() int {
 	return n
 }
 
-func httpGet(url string) (string, error) {
-	var last error
-	for i := 0; i < 50; i++ {
-		c := &http.Client{Timeout: 5 * time.Second}
-		resp, err := c.Get(url)
-		if err == nil {
-			b, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			return strings.TrimSpace(string(b)), err
-		}
-		last = err
-		time.Sleep(200 * time.Millisecond)
-	}
-	return "", last
-}
-
-// waitFor polls cond until it holds; it fails the test after a generous
-// bound (a hang, not a timing assertion).
+// waitFor is ctrd.WaitFor with this suite's bound: 30 s, polled every
+// 50 ms.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not seen within 30s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	ctrd.WaitFor(t, what, 30*time.Second, 50*time.Millisecond, cond)
 }
 
 // withPIDMode sets a container config's PID namespace mode (0 pod, 1

@@ -157,7 +157,7 @@ func New(t testing.TB, o Options) *Env {
 	}
 	dropIn := ""
 	if len(o.Imports) == 0 {
-		base := fmt.Sprintf("libkrun_path = %q\nstate_dir = %q\ncache_dir = %q\n", libkrun, e.StateDir, e.CacheDir)
+		base := ctrd.ShimConfig(libkrun, e.StateDir, e.CacheDir)
 		e.LeanConfig = e.Write(t, "config.toml", base+"[kernel]\ndefault = \"lean\"\n"+o.ShimConfig)
 		// boxlite-net's config also lets pods size their VM by annotation.
 		e.NetConfig = e.Write(t, "config-net.toml", base+"[kernel]\ndefault = \"net\"\n[annotations]\nenabled = [\"io.boxlite.kernel\", \"io.boxlite.memory_mib\"]\n"+o.ShimConfig)
@@ -403,6 +403,23 @@ func (e *Env) AssertClean(t testing.TB) {
 	if out, err := e.Crictl(t, "ps", "-a", "-q"); err != nil || out != "" {
 		t.Errorf("containers left in CRI: %v %q", err, out)
 	}
+}
+
+// PodIP is the pod's IP address on the private network, as `crictl
+// inspectp` reports it; the test fails when it reports none.
+func (e *Env) PodIP(t testing.TB, pod string) string {
+	t.Helper()
+	var insp struct {
+		Status struct {
+			Network struct {
+				IP string `json:"ip"`
+			} `json:"network"`
+		} `json:"status"`
+	}
+	if err := json.Unmarshal([]byte(e.Must(t, "inspectp", pod)), &insp); err != nil || insp.Status.Network.IP == "" {
+		t.Fatalf("inspectp: no pod IP (%v)", err)
+	}
+	return insp.Status.Network.IP
 }
 
 // Bundle is the sandbox task's bundle in containerd's state.

@@ -3,30 +3,21 @@ package crid
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/boxlite/boxlite-shim/runtime/sandbox"
+	"github.com/boxlite/boxlite-shim/test/sandboxtest"
 )
 
 // Record is a pod's sandbox state record (boxlite-sandbox.json in the
 // sandbox task's bundle: the VMM's PID, the sandbox directory).
 func (e *Env) Record(t testing.TB, podID string) sandbox.Record {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(e.Bundle(podID), sandbox.RecordName))
-	if err != nil {
-		t.Fatalf("sandbox state record of pod %s: %v", podID, err)
-	}
-	var r sandbox.Record
-	if err := json.Unmarshal(b, &r); err != nil || r.VMMPid <= 0 {
-		t.Fatalf("sandbox state record %s: %v", b, err)
-	}
-	return r
+	return sandboxtest.Record(t, e.Bundle(podID))
 }
 
 // MappedKernel is the SHA-256 of the one libkrunfw.so.5 the process pid

@@ -14,15 +14,7 @@ import (
 
 func TestMain(m *testing.M) {
 	os.Exit(ctrd.RunSuite(m, "critest", func() []string {
-		var left []string
-		for _, m := range ctrd.MountsUnder("/") {
-			if strings.Contains(m, "/bxp") {
-				left = append(left, "mount: "+m)
-			}
-		}
-		for _, c := range ctrd.CgroupsLeft("boxlite-k8s.io-") {
-			left = append(left, "cgroup: "+c)
-		}
+		left := ctrd.PodLeftovers(nil, nil)
 		ents, _ := os.ReadDir(os.TempDir())
 		for _, e := range ents {
 			if critestTemp.MatchString(e.Name()) {

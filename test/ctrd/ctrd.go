@@ -271,6 +271,8 @@ func MountsUnder(dir string) []string {
 		return nil
 	}
 	defer f.Close()
+	// "/" has every mount below it (not only those starting "//").
+	below := strings.TrimSuffix(dir, "/") + "/"
 	var out []string
 	s := bufio.NewScanner(f)
 	for s.Scan() {
@@ -279,7 +281,7 @@ func MountsUnder(dir string) []string {
 			continue
 		}
 		mp := unescape(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+		if mp == dir || strings.HasPrefix(mp, below) {
 			out = append(out, mp)
 		}
 	}

@@ -233,3 +233,45 @@ func AgentOf(pgid int) int {
 	}
 	return 0
 }
+
+// PodMounts lists, for a TestMain's leftovers, the mounts anywhere on the
+// host whose path contains /bxp (test/crid's directories) or one of marks
+// (a suite's own temporary directories).
+func PodMounts(marks ...string) []string {
+	var out []string
+	for _, m := range MountsUnder("/") {
+		for _, mark := range append([]string{"/bxp"}, marks...) {
+			if strings.Contains(m, mark) {
+				out = append(out, "mount: "+m)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// PodDirs lists, for a TestMain's leftovers, test/crid's directories
+// (/run/bxp*, $TMPDIR/bxp*) and then those matching globs: a line for each
+// glob that matches.
+func PodDirs(globs ...string) []string {
+	var out []string
+	for _, g := range append([]string{"/run/bxp*", filepath.Join(os.TempDir(), "bxp*")}, globs...) {
+		if m, _ := filepath.Glob(g); len(m) > 0 {
+			out = append(out, fmt.Sprint("directories: ", m))
+		}
+	}
+	return out
+}
+
+// PodLeftovers lists what a whole run of a suite that runs CRI pods
+// (test/crid) left behind, for its TestMain: PodMounts(marks...), the CRI
+// pods' cgroups (boxlite-k8s.io-) and PodDirs(globs...). Unlike
+// SuiteLeftovers it looks at no process: benchmarks may run shims beside
+// these suites.
+func PodLeftovers(marks, globs []string) []string {
+	left := PodMounts(marks...)
+	for _, c := range CgroupsLeft("boxlite-k8s.io-") {
+		left = append(left, "cgroup: "+c)
+	}
+	return append(left, PodDirs(globs...)...)
+}

@@ -25,6 +25,26 @@ func ExitCode(err error) int {
 	return -1
 }
 
+// CtxFor is a context for one step of a test, bounded by d so that a hang
+// fails; it is cancelled when the test ends.
+func CtxFor(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// RemoveContainer kills container id's task and deletes the task and the
+// container record (ctr run without --rm), within ctx; the test fails only
+// when the record stays.
+func (d *Daemon) RemoveContainer(t testing.TB, ctx context.Context, id string) {
+	t.Helper()
+	_, _ = d.Ctr(ctx, "task", "kill", "-s", "SIGKILL", id)
+	_, _ = d.Ctr(ctx, "task", "delete", "-f", id)
+	if out, err := d.Ctr(ctx, "container", "delete", id); err != nil && !strings.Contains(out, "not found") {
+		t.Errorf("ctr container delete %s: %v: %s", id, err, out)
+	}
+}
+
 // TaskStatus is task id's status as `ctr task ls` shows it ("RUNNING",
 // "PAUSED", ...), or "(not listed)".
 func (d *Daemon) TaskStatus(t testing.TB, id string) string {

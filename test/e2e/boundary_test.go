@@ -152,7 +152,7 @@ func TestVMBoundary(t *testing.T) {
 			{"net-host", []string{"--net-host"}},
 			{"host-path", []string{"--with-ns", "network:" + hostNS}},
 		} {
-			ctx := ctxFor(t, 60*time.Second)
+			ctx := ctrd.CtxFor(t, 60*time.Second)
 			out, err := s.d.Ctr(ctx, s.runArgs(append(append([]string{"--rm"}, tc.args...), s.img, "hn-"+tc.name, "true")...)...)
 			if err == nil || !strings.Contains(out, "cannot share the host's network namespace") {
 				t.Errorf("%s: %v: %s", tc.name, err, out)
@@ -167,7 +167,7 @@ func TestVMBoundary(t *testing.T) {
 func (s *suite) runDetached(t *testing.T, id string, args ...string) {
 	t.Helper()
 	s.startDetached(t, id, args...)
-	s.d.WaitRunning(t, ctxFor(t, 60*time.Second), id)
+	s.d.WaitRunning(t, ctrd.CtxFor(t, 60*time.Second), id)
 }
 
 // listeningSocket is the listening Unix socket of shim process pid, as

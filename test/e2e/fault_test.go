@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/boxlite/boxlite-shim/test/ctrd"
 )
 
 // TestBadInputs gives the shim bad configuration and annotations through the
@@ -65,7 +67,7 @@ func TestBadInputs(t *testing.T) {
 			id := fmt.Sprintf("bad%d", i)
 			args := []string{"run", "--rm", "--runtime", runtimeName, "--runtime-config-path", cfg}
 			args = append(append(args, tc.args...), s.img, id, "true")
-			out, err := s.d.Ctr(ctxFor(t, 60*time.Second), args...)
+			out, err := s.d.Ctr(ctrd.CtxFor(t, 60*time.Second), args...)
 			if err == nil {
 				t.Fatalf("ctr run succeeded; want an error with %q", tc.want)
 			}
@@ -90,7 +92,7 @@ func TestCorruptKernelCache(t *testing.T) {
 	t.Cleanup(func() { s.assertClean(t) })
 	run := func(id string) {
 		t.Helper()
-		out, err := s.d.Ctr(ctxFor(t, 60*time.Second), s.runArgs("--rm", s.img, id, "true")...)
+		out, err := s.d.Ctr(ctrd.CtxFor(t, 60*time.Second), s.runArgs("--rm", s.img, id, "true")...)
 		if err != nil {
 			t.Fatalf("ctr run %s: %v: %s", id, err, out)
 		}
@@ -125,7 +127,7 @@ func TestCreateDeleteCycles(t *testing.T) {
 	t.Cleanup(func() { s.assertClean(t) })
 	ctrdPid := s.d.Pid()
 	run := func(id string) error {
-		out, err := s.d.Ctr(ctxFor(t, 120*time.Second), s.runArgs("--rm", s.img, id, "true")...)
+		out, err := s.d.Ctr(ctrd.CtxFor(t, 120*time.Second), s.runArgs("--rm", s.img, id, "true")...)
 		if err != nil {
 			return fmt.Errorf("ctr run %s: %v: %s", id, err, short(out))
 		}
@@ -175,7 +177,7 @@ func TestShimNoLeakOverExecs(t *testing.T) {
 	shim := findShim(t, "leak")
 	exec := func(i int) {
 		t.Helper()
-		out, err := s.d.CtrStdout(ctxFor(t, 30*time.Second), "task", "exec", "--exec-id", fmt.Sprintf("e%d", i), "leak", "sh", "-c", "echo out; echo err >&2")
+		out, err := s.d.CtrStdout(ctrd.CtxFor(t, 30*time.Second), "task", "exec", "--exec-id", fmt.Sprintf("e%d", i), "leak", "sh", "-c", "echo out; echo err >&2")
 		if err != nil || out != "out\n" {
 			t.Fatalf("exec %d: %v: %q", i, err, out)
 		}

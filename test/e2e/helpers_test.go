@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,19 +49,12 @@ func (s *suite) writeConfig(t *testing.T, name, extra string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := fmt.Sprintf("libkrun_path = %q\nstate_dir = %q\ncache_dir = %q\n%s", double, s.stateDir, s.cacheDir, extra)
+	body := ctrd.ShimConfig(double, s.stateDir, s.cacheDir) + extra
 	p := filepath.Join(s.dir, name)
 	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// ctx is a context for one step of a test, bounded so that a hang fails.
-func ctxFor(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 // runArgs are the ctr run arguments for the shim with the suite's config.
@@ -77,22 +68,11 @@ func (s *suite) runArgs(extra ...string) []string {
 func (s *suite) assertClean(t *testing.T) {
 	t.Helper()
 	ctrd.AssertNoLeftovers(t, s.d.State, s.stateDir, filepath.Join(s.d.Root, "io.containerd.runtime.v2.task"))
-	if ents, err := os.ReadDir(s.stateDir); err == nil {
-		var left []string
-		for _, e := range ents {
-			sub, _ := os.ReadDir(filepath.Join(s.stateDir, e.Name()))
-			for _, x := range sub {
-				left = append(left, filepath.Join(e.Name(), x.Name()))
-			}
-		}
-		if len(left) > 0 {
-			t.Errorf("sandbox state left in %s: %v", s.stateDir, left)
-		}
-	}
+	ctrd.AssertNoSandboxState(t, s.stateDir)
 	if left := ctrd.CgroupsLeft("boxlite-"); len(left) > 0 {
 		t.Errorf("cgroups left on the host: %v", left)
 	}
-	ctx := ctxFor(t, 20*time.Second)
+	ctx := ctrd.CtxFor(t, 20*time.Second)
 	out, err := s.d.CtrStdout(ctx, "task", "ls", "-q")
 	if err != nil || strings.TrimSpace(out) != "" {
 		t.Errorf("tasks left in containerd: %v %q", err, out)
@@ -102,10 +82,5 @@ func (s *suite) assertClean(t *testing.T) {
 // removeContainer deletes a container record (ctr run without --rm).
 func (s *suite) removeContainer(t *testing.T, id string) {
 	t.Helper()
-	ctx := ctxFor(t, 30*time.Second)
-	_, _ = s.d.Ctr(ctx, "task", "kill", "-s", "SIGKILL", id)
-	_, _ = s.d.Ctr(ctx, "task", "delete", "-f", id)
-	if out, err := s.d.Ctr(ctx, "container", "delete", id); err != nil && !strings.Contains(out, "not found") {
-		t.Errorf("ctr container delete %s: %v: %s", id, err, out)
-	}
+	s.d.RemoveContainer(t, ctrd.CtxFor(t, 30*time.Second), id)
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/boxlite/boxlite-shim/runtime/sandbox"
+	"github.com/boxlite/boxlite-shim/test/ctrd"
 	"golang.org/x/sys/unix"
 )
 
@@ -36,7 +37,7 @@ func TestRandomKills(t *testing.T) {
 			t.Cleanup(func() { s.assertClean(t) })
 			id := fmt.Sprintf("k%d", i)
 			t.Cleanup(func() { s.removeContainer(t, id) })
-			ctx := ctxFor(t, 60*time.Second)
+			ctx := ctrd.CtxFor(t, 60*time.Second)
 			start := func() string {
 				out, _ := s.d.Ctr(ctx, s.runArgs("-d", s.img, id, "sleep", "600")...)
 				return out
@@ -109,7 +110,7 @@ func (s *suite) victimPid(id, victim string) int {
 	if victim == "shim" {
 		return servingShim(id)
 	}
-	b, err := os.ReadFile(filepath.Join(s.bundle(id), sandbox.RecordName))
+	b, err := os.ReadFile(filepath.Join(s.d.Bundle(id), sandbox.RecordName))
 	if err != nil {
 		return 0
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/boxlite/boxlite-shim/test/ctrd"
 )
 
 // TestBindMounts: a host directory and a host file bind-mounted into a
@@ -23,7 +25,7 @@ func TestBindMounts(t *testing.T) {
 	if err := os.WriteFile(file, []byte("from-host-file\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx := ctxFor(t, 90*time.Second)
+	ctx := ctrd.CtxFor(t, 90*time.Second)
 	out, err := s.d.Ctr(ctx, s.runArgs("--rm",
 		"--mount", "type=bind,src="+host+",dst=/data,options=rbind:rw",
 		"--mount", "type=bind,src="+file+",dst=/etc/single,options=bind:ro",

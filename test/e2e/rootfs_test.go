@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/boxlite/boxlite-shim/test/ctrd"
 	"github.com/containerd/containerd/api/services/tasks/v1"
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/containerd/v2/client"
@@ -22,7 +23,7 @@ func TestMissingRootfs(t *testing.T) {
 	s := newSuite(t)
 	t.Cleanup(func() { s.assertClean(t) })
 	id := "norootfs"
-	ctx := ctxFor(t, 60*time.Second)
+	ctx := ctrd.CtxFor(t, 60*time.Second)
 	if out, err := s.d.Ctr(ctx, "container", "create", "--runtime", runtimeName, "--runtime-config-path", s.cfg, s.img, id, "true"); err != nil {
 		t.Fatalf("ctr container create: %v: %s", err, out)
 	}
@@ -54,7 +55,7 @@ func TestVMMDiesBeforeStart(t *testing.T) {
 	s := newSuite(t)
 	t.Cleanup(func() { s.assertClean(t) })
 	id := "diesbeforestart"
-	ctx := ctxFor(t, 60*time.Second)
+	ctx := ctrd.CtxFor(t, 60*time.Second)
 	if out, err := s.d.Ctr(ctx, "container", "create", "--runtime", runtimeName, "--runtime-config-path", s.cfg, s.img, id, "sleep", "100"); err != nil {
 		t.Fatalf("ctr container create: %v: %s", err, out)
 	}

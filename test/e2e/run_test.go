@@ -27,6 +27,7 @@ import (
 	"github.com/boxlite/boxlite-shim/runtime/sandbox"
 	"github.com/boxlite/boxlite-shim/runtime/vmm"
 	"github.com/boxlite/boxlite-shim/test/ctrd"
+	"github.com/boxlite/boxlite-shim/test/sandboxtest"
 )
 
 // TestCtr drives the shim with the real ctr against a private containerd
@@ -54,7 +55,7 @@ func TestCtr(t *testing.T) {
 		for i, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Cleanup(func() { s.assertClean(t) })
-				ctx := ctxFor(t, 90*time.Second)
+				ctx := ctrd.CtxFor(t, 90*time.Second)
 				id := fmt.Sprintf("run%d", i)
 				cmd := s.d.CtrCommand(ctx, s.runArgs(append([]string{"--rm", s.img, id}, tc.args...)...)...)
 				var stdout, stderr strings.Builder
@@ -75,7 +76,7 @@ func TestCtr(t *testing.T) {
 
 	t.Run("tty", func(t *testing.T) {
 		t.Cleanup(func() { s.assertClean(t) })
-		ctx := ctxFor(t, 90*time.Second)
+		ctx := ctrd.CtxFor(t, 90*time.Second)
 		// ctr sends the terminal's size right after Start: wait for it.
 		script := `until [ -n "$(stty size 2>/dev/null | grep -v '^0 0$')" ]; do sleep 0.05; done; stty size; test -t 0 && echo is-a-tty; read line; echo "got:$line"; exit 4`
 		term := ctrd.OpenPty(t, 40, 100)
@@ -106,7 +107,7 @@ func TestCtr(t *testing.T) {
 
 	t.Run("exec-ps-metrics-pause", func(t *testing.T) {
 		t.Cleanup(func() { s.assertClean(t) })
-		ctx := ctxFor(t, 120*time.Second)
+		ctx := ctrd.CtxFor(t, 120*time.Second)
 		id := "long1"
 		s.startDetached(t, id, "sleep", "1000")
 
@@ -199,7 +200,7 @@ func TestCtr(t *testing.T) {
 		for i, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Cleanup(func() { s.assertClean(t) })
-				ctx := ctxFor(t, 90*time.Second)
+				ctx := ctrd.CtxFor(t, 90*time.Second)
 				id := fmt.Sprintf("kill%d", i)
 				script := `trap "echo terminated; exit 42" TERM; echo ready; while :; do sleep 0.1; done`
 				cmd := s.d.CtrCommand(ctx, s.runArgs("--rm", s.img, id, "sh", "-c", script)...)
@@ -243,7 +244,7 @@ func TestCtr(t *testing.T) {
 		t.Run("net-on-lean-only-build", func(t *testing.T) {
 			t.Cleanup(func() { s.assertClean(t) })
 			leanOnly := buildLeanOnlyShim(t)
-			ctx := ctxFor(t, 60*time.Second)
+			ctx := ctrd.CtxFor(t, 60*time.Second)
 			args := []string{"run", "--rm", "--runtime", leanOnly, "--runtime-config-path", s.cfg, "--annotation", "io.boxlite.kernel=net", s.img, "k-leanonly", "true"}
 			out, err := s.d.Ctr(ctx, args...)
 			if err == nil || !strings.Contains(out, `"net" is not available`) || !strings.Contains(out, "make KERNELS=") || !strings.Contains(out, "[kernel.paths]") {
@@ -279,7 +280,7 @@ func TestCtr(t *testing.T) {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Cleanup(func() { s.assertClean(t) })
-				ctx := ctxFor(t, 60*time.Second)
+				ctx := ctrd.CtxFor(t, 60*time.Second)
 				id := tc.args[len(tc.args)-2]
 				if tc.name == "missing-program" {
 					id = tc.args[1]
@@ -301,7 +302,7 @@ func TestCtr(t *testing.T) {
 
 	t.Run("exec-tty", func(t *testing.T) {
 		t.Cleanup(func() { s.assertClean(t) })
-		ctx := ctxFor(t, 90*time.Second)
+		ctx := ctrd.CtxFor(t, 90*time.Second)
 		id := "exectty"
 		s.startDetached(t, id, "sleep", "1000")
 		term := ctrd.OpenPty(t, 30, 90)
@@ -326,7 +327,7 @@ func TestCtr(t *testing.T) {
 		t.Cleanup(func() { s.assertClean(t) })
 		cfg := s.writeConfig(t, "all-annotations.toml", "[annotations]\nenabled = [\"io.boxlite.*\"]\n")
 		id := "vmcfg"
-		ctx := ctxFor(t, 60*time.Second)
+		ctx := ctrd.CtxFor(t, 60*time.Second)
 		t.Cleanup(func() { s.removeContainer(t, id) })
 		args := []string{"run", "-d", "--runtime", runtimeName, "--runtime-config-path", cfg,
 			"--annotation", "io.boxlite.cpus=2", "--annotation", "io.boxlite.memory_mib=256", s.img, id, "sleep", "1000"}
@@ -368,7 +369,7 @@ func TestCtr(t *testing.T) {
 
 	t.Run("update-checkpoint", func(t *testing.T) {
 		t.Cleanup(func() { s.assertClean(t) })
-		ctx := ctxFor(t, 60*time.Second)
+		ctx := ctrd.CtxFor(t, 60*time.Second)
 		id := "upd1"
 		s.startDetached(t, id, "sleep", "1000")
 		conn, err := grpc.NewClient("unix://"+s.d.Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -392,7 +393,7 @@ func TestCtr(t *testing.T) {
 		} else {
 			t.Logf("update refused as expected: %v", err)
 		}
-		out, err := s.d.Ctr(ctxFor(t, 60*time.Second), "task", "checkpoint", id)
+		out, err := s.d.Ctr(ctrd.CtxFor(t, 60*time.Second), "task", "checkpoint", id)
 		if err == nil || !strings.Contains(out, "not supported") {
 			t.Errorf("ctr task checkpoint: want a clear not-supported error, got %v: %s", err, out)
 		}
@@ -400,7 +401,7 @@ func TestCtr(t *testing.T) {
 
 	t.Run("event-order", func(t *testing.T) {
 		t.Cleanup(func() { s.assertClean(t) })
-		ctx := ctxFor(t, 90*time.Second)
+		ctx := ctrd.CtxFor(t, 90*time.Second)
 		id := "events1"
 		events := s.d.CtrCommand(ctx, "events")
 		var evOut ctrd.SyncBuffer
@@ -443,7 +444,7 @@ func TestCtr(t *testing.T) {
 
 	t.Run("vmm-dies", func(t *testing.T) {
 		t.Cleanup(func() { s.assertClean(t) })
-		ctx := ctxFor(t, 90*time.Second)
+		ctx := ctrd.CtxFor(t, 90*time.Second)
 		id := "vmmdies"
 		cmd := s.d.CtrCommand(ctx, s.runArgs("--rm", s.img, id, "sh", "-c", "echo ready; exec sleep 1000")...)
 		r := ctrd.StartUntilReady(t, cmd)
@@ -462,11 +463,11 @@ func TestCtr(t *testing.T) {
 
 	t.Run("shim-killed", func(t *testing.T) {
 		t.Cleanup(func() { s.assertClean(t) })
-		ctx := ctxFor(t, 90*time.Second)
+		ctx := ctrd.CtxFor(t, 90*time.Second)
 		id := "shimkill"
 		s.startDetached(t, id, "sleep", "1000")
 		rec := s.record(t, id)
-		recBytes, err := os.ReadFile(filepath.Join(s.bundle(id), sandbox.RecordName))
+		recBytes, err := os.ReadFile(filepath.Join(s.d.Bundle(id), sandbox.RecordName))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -477,7 +478,7 @@ func TestCtr(t *testing.T) {
 		// containerd notices, runs `shim delete` in the bundle, then removes
 		// the bundle.
 		for {
-			if _, err := os.Stat(s.bundle(id)); os.IsNotExist(err) {
+			if _, err := os.Stat(s.d.Bundle(id)); os.IsNotExist(err) {
 				break
 			}
 			if ctx.Err() != nil {
@@ -531,7 +532,7 @@ func short(s string) string {
 // startDetached runs ctr run -d and removes the container when the test ends.
 func (s *suite) startDetached(t *testing.T, id string, args ...string) {
 	t.Helper()
-	ctx := ctxFor(t, 60*time.Second)
+	ctx := ctrd.CtxFor(t, 60*time.Second)
 	var opts []string
 	for len(args) > 1 && strings.HasPrefix(args[0], "--") {
 		opts = append(opts, args[0], args[1])
@@ -544,22 +545,10 @@ func (s *suite) startDetached(t *testing.T, id string, args ...string) {
 	}
 }
 
-func (s *suite) bundle(id string) string {
-	return filepath.Join(s.d.State, "io.containerd.runtime.v2.task", "boxlite-test", id)
-}
-
 // record reads the sandbox's state record the shim keeps in the bundle.
 func (s *suite) record(t *testing.T, id string) sandbox.Record {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(s.bundle(id), sandbox.RecordName))
-	if err != nil {
-		t.Fatalf("sandbox state record: %v", err)
-	}
-	var r sandbox.Record
-	if err := json.Unmarshal(b, &r); err != nil || r.VMMPid <= 0 {
-		t.Fatalf("sandbox state record %s: %v", b, err)
-	}
-	return r
+	return sandboxtest.Record(t, s.d.Bundle(id))
 }
 
 func sha256File(t *testing.T, path string) string {

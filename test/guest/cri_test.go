@@ -2,13 +2,12 @@ package guest
 
 import (
 	"encoding/json"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/boxlite/boxlite-shim/test/crid"
+	"github.com/boxlite/boxlite-shim/test/ctrd"
 )
 
 // TestCRI drives pods through crictl, one guest per pod on the emulated
@@ -44,24 +43,14 @@ func TestCRI(t *testing.T) {
 		if out := e.Must(t, "exec", mem, "uname", "-r"); out != versions["lean"] {
 			t.Errorf("uname -r in the pod: %q, want the lean kernel's %q", out, versions["lean"])
 		}
-		var insp struct {
-			Status struct {
-				Network struct {
-					IP string `json:"ip"`
-				} `json:"network"`
-			} `json:"status"`
-		}
-		if err := json.Unmarshal([]byte(e.Must(t, "inspectp", pod)), &insp); err != nil || insp.Status.Network.IP == "" {
-			t.Fatalf("inspectp: no pod IP (%v)", err)
-		}
-		ip := insp.Status.Network.IP
+		ip := e.PodIP(t, pod)
 		if out := e.Must(t, "exec", mem, "ip", "-o", "addr", "show", "eth0"); !strings.Contains(out, " "+ip+"/") {
 			t.Errorf("the guest's eth0 lacks the pod IP %s: %s", ip, out)
 		}
 		if out := e.Must(t, "exec", mem, "cat", "/sys/class/net/eth0/device/uevent"); !strings.Contains(out, "virtio") {
 			t.Errorf("the guest's eth0 is not a virtio device: %s", out)
 		}
-		if body, err := httpGet("http://" + ip + ":8080/"); err != nil || body != "hello-from-the-guest" {
+		if body, err := ctrd.HTTPGet("http://" + ip + ":8080/"); err != nil || body != "hello-from-the-guest" {
 			t.Errorf("GET pod IP %s:8080 from the host: %v %q", ip, err, body)
 		}
 		waitFor(t, "the mem container to see the web container's httpd and the pause process", func() bool {
@@ -185,31 +174,9 @@ func podStats(t *testing.T, e *crid.Env, id string) usage {
 	return usage{uint64(out.Stats[0].Linux.CPU.UsageCoreNanoSeconds.Value), uint64(out.Stats[0].Linux.Memory.WorkingSetBytes.Value)}
 }
 
-func httpGet(url string) (string, error) {
-	var last error
-	for i := 0; i < 50; i++ {
-		c := &http.Client{Timeout: 5 * time.Second}
-		resp, err := c.Get(url)
-		if err == nil {
-			b, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			return strings.TrimSpace(string(b)), err
-		}
-		last = err
-		time.Sleep(200 * time.Millisecond)
-	}
-	return "", last
-}
-
-// waitFor polls cond until it holds; it fails the test after a generous
-// bound (a hang, not a timing assertion).
+// waitFor is ctrd.WaitFor with this suite's bound: 60 s, polled every
+// 100 ms.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not seen within 60s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	ctrd.WaitFor(t, what, 60*time.Second, 100*time.Millisecond, cond)
 }

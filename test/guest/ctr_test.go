@@ -101,10 +101,10 @@ echo iptables=$?`
 		// It allocates ~40 MB once told to (/tmp/go), then idles.
 		init := `while [ ! -e /tmp/go ]; do sleep 0.1; done; x=$(head -c 40000000 /dev/zero | tr '\0' a); touch /tmp/allocated; while :; do sleep 0.1; done`
 		s.startDetached(t, nil, s.img, id, "sh", "-c", init)
-		s.d.WaitRunning(t, ctxFor(t, time.Minute), id)
+		s.d.WaitRunning(t, ctrd.CtxFor(t, time.Minute), id)
 
 		t.Run("exec", func(t *testing.T) {
-			cmd := s.d.CtrCommand(ctxFor(t, time.Minute), "task", "exec", "--exec-id", "e1", id, "sh", "-c", "echo out; echo err >&2; exit 5")
+			cmd := s.d.CtrCommand(ctrd.CtxFor(t, time.Minute), "task", "exec", "--exec-id", "e1", id, "sh", "-c", "echo out; echo err >&2; exit 5")
 			var o, e strings.Builder
 			cmd.Stdout, cmd.Stderr = &o, &e
 			if code := ctrd.ExitCode(cmd.Run()); code != 5 || o.String() != "out\n" || !strings.Contains(e.String(), "err") {
@@ -117,7 +117,7 @@ echo iptables=$?`
 				t.Errorf("exec runs in the guest: uname -r %v %q, want %q", err, out, versions["lean"])
 			}
 			// stdin reaches the process, and so does its end.
-			in := s.d.CtrCommand(ctxFor(t, time.Minute), "task", "exec", "--exec-id", "e4", id, "sh", "-c", "cat; echo done")
+			in := s.d.CtrCommand(ctrd.CtxFor(t, time.Minute), "task", "exec", "--exec-id", "e4", id, "sh", "-c", "cat; echo done")
 			in.Stdin = strings.NewReader("line one\nline two\n")
 			if out, err := in.Output(); err != nil || string(out) != "line one\nline two\ndone\n" {
 				t.Errorf("exec with stdin: %v %q", err, out)
@@ -128,7 +128,7 @@ echo iptables=$?`
 			term := ctrd.OpenPty(t, 30, 90)
 			// Prints the size, and again each time it changes.
 			script := `last=; while :; do s=$(stty size); if [ "$s" != "$last" ]; then echo "size:$s"; last=$s; fi; case $s in "45 132") exit 7;; esac; sleep 0.05; done`
-			cmd := s.d.CtrCommand(ctxFor(t, time.Minute), "task", "exec", "-t", "--exec-id", "t1", id, "sh", "-c", script)
+			cmd := s.d.CtrCommand(ctrd.CtxFor(t, time.Minute), "task", "exec", "-t", "--exec-id", "t1", id, "sh", "-c", script)
 			term.Attach(cmd)
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
@@ -151,7 +151,7 @@ echo iptables=$?`
 		})
 
 		t.Run("ps", func(t *testing.T) {
-			out, err := s.d.CtrStdout(ctxFor(t, time.Minute), "task", "ps", id)
+			out, err := s.d.CtrStdout(ctrd.CtxFor(t, time.Minute), "task", "ps", id)
 			if err != nil || len(strings.Split(strings.TrimSpace(out), "\n")) < 2 {
 				t.Errorf("ctr task ps: %v\n%s", err, out)
 			}
@@ -160,7 +160,7 @@ echo iptables=$?`
 
 		t.Run("pause-resume", func(t *testing.T) {
 			for _, step := range []struct{ cmd, want string }{{"pause", "PAUSED"}, {"resume", "RUNNING"}} {
-				if out, err := s.d.Ctr(ctxFor(t, time.Minute), "task", step.cmd, id); err != nil {
+				if out, err := s.d.Ctr(ctrd.CtxFor(t, time.Minute), "task", step.cmd, id); err != nil {
 					t.Fatalf("ctr task %s: %v: %s", step.cmd, err, out)
 				}
 				if st := s.d.TaskStatus(t, id); st != step.want {
@@ -192,9 +192,9 @@ echo iptables=$?`
 		})
 
 		t.Run("kill-all", func(t *testing.T) {
-			bg := s.d.CtrCommand(ctxFor(t, time.Minute), "task", "exec", "--exec-id", "bg", id, "sh", "-c", "echo ready; exec sleep 1000")
+			bg := s.d.CtrCommand(ctrd.CtxFor(t, time.Minute), "task", "exec", "--exec-id", "bg", id, "sh", "-c", "echo ready; exec sleep 1000")
 			r := ctrd.StartUntilReady(t, bg)
-			if out, err := s.d.Ctr(ctxFor(t, time.Minute), "task", "kill", "-s", "SIGKILL", "--all", id); err != nil {
+			if out, err := s.d.Ctr(ctrd.CtxFor(t, time.Minute), "task", "kill", "-s", "SIGKILL", "--all", id); err != nil {
 				t.Fatalf("ctr task kill --all: %v: %s", err, out)
 			}
 			_, _ = io.ReadAll(r)
@@ -206,7 +206,7 @@ echo iptables=$?`
 				time.Sleep(100 * time.Millisecond)
 			}
 			// ctr has no task wait; ctr task delete says a non-zero status.
-			out, err := s.d.Ctr(ctxFor(t, time.Minute), "task", "delete", id)
+			out, err := s.d.Ctr(ctrd.CtxFor(t, time.Minute), "task", "delete", id)
 			if err != nil || !strings.Contains(out, "exit code 137") {
 				t.Errorf("the init after kill --all: ctr task delete: %v %q, want exit code 137", err, out)
 			}
@@ -216,7 +216,7 @@ echo iptables=$?`
 	// The init's stdin and its end; a signal the container handles.
 	t.Run("stdin-and-signal", func(t *testing.T) {
 		t.Cleanup(func() { s.assertClean(t) })
-		cmd := s.d.CtrCommand(ctxFor(t, 2*time.Minute), s.runArgs("--rm", s.img, "stdin1", "sh", "-c", "cat; echo done; exit 3")...)
+		cmd := s.d.CtrCommand(ctrd.CtxFor(t, 2*time.Minute), s.runArgs("--rm", s.img, "stdin1", "sh", "-c", "cat; echo done; exit 3")...)
 		cmd.Stdin = strings.NewReader("line one\nline two\n")
 		var o strings.Builder
 		cmd.Stdout = &o
@@ -225,10 +225,10 @@ echo iptables=$?`
 		}
 
 		id := "term1"
-		run := s.d.CtrCommand(ctxFor(t, 2*time.Minute), s.runArgs("--rm", s.img, id, "sh", "-c", `trap "echo terminated; exit 42" TERM; echo ready; while :; do sleep 0.1; done`)...)
+		run := s.d.CtrCommand(ctrd.CtxFor(t, 2*time.Minute), s.runArgs("--rm", s.img, id, "sh", "-c", `trap "echo terminated; exit 42" TERM; echo ready; while :; do sleep 0.1; done`)...)
 		r := ctrd.StartUntilReady(t, run)
-		s.d.WaitRunning(t, ctxFor(t, time.Minute), id)
-		if out, err := s.d.Ctr(ctxFor(t, time.Minute), "task", "kill", "-s", "SIGTERM", id); err != nil {
+		s.d.WaitRunning(t, ctrd.CtxFor(t, time.Minute), id)
+		if out, err := s.d.Ctr(ctrd.CtxFor(t, time.Minute), "task", "kill", "-s", "SIGTERM", id); err != nil {
 			t.Fatalf("ctr task kill: %v: %s", err, out)
 		}
 		rest, _ := io.ReadAll(r)
@@ -254,7 +254,7 @@ type cgroupMetrics struct {
 
 func metrics(t *testing.T, s *suite, id string) cgroupMetrics {
 	t.Helper()
-	out, err := s.d.CtrStdout(ctxFor(t, time.Minute), "task", "metrics", "--format", "json", id)
+	out, err := s.d.CtrStdout(ctrd.CtxFor(t, time.Minute), "task", "metrics", "--format", "json", id)
 	if err != nil {
 		t.Fatalf("ctr task metrics: %v", err)
 	}

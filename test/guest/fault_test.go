@@ -39,9 +39,9 @@ func TestFaults(t *testing.T) {
 	t.Run("vmm-killed", func(t *testing.T) {
 		t.Cleanup(func() { s.assertClean(t) })
 		id := "vmmkill"
-		cmd := s.d.CtrCommand(ctxFor(t, 2*time.Minute), s.runArgs("--rm", s.img, id, "sh", "-c", "echo ready; exec sleep 1000")...)
+		cmd := s.d.CtrCommand(ctrd.CtxFor(t, 2*time.Minute), s.runArgs("--rm", s.img, id, "sh", "-c", "echo ready; exec sleep 1000")...)
 		r := ctrd.StartUntilReady(t, cmd)
-		s.d.WaitRunning(t, ctxFor(t, time.Minute), id)
+		s.d.WaitRunning(t, ctrd.CtxFor(t, time.Minute), id)
 		rec := s.record(t, id)
 		if err := kill(rec.VMMPid); err != nil {
 			t.Fatal(err)
@@ -64,7 +64,7 @@ func TestFaults(t *testing.T) {
 	t.Run("guest-panic", func(t *testing.T) {
 		t.Cleanup(func() { s.assertClean(t) })
 		id := "panic1"
-		cmd := s.d.CtrCommand(ctxFor(t, 2*time.Minute), s.runArgs("--rm", "--privileged", "--memory-limit", fmt.Sprint(32<<20), s.img, id,
+		cmd := s.d.CtrCommand(ctrd.CtxFor(t, 2*time.Minute), s.runArgs("--rm", "--privileged", "--memory-limit", fmt.Sprint(32<<20), s.img, id,
 			"sh", "-c", "echo 2 > /proc/sys/vm/panic_on_oom && echo ready; sleep 0.5; x=a; while :; do x=$x$x; done")...)
 		r := ctrd.StartUntilReady(t, cmd)
 		_, _ = io.ReadAll(r)
@@ -93,7 +93,7 @@ func TestFaults(t *testing.T) {
 				id := "nokernel-" + tc.name
 				t.Cleanup(func() { s.removeContainer(t, id) })
 				start := time.Now()
-				out, err := s.d.Ctr(ctxFor(t, 2*time.Minute), "run", "--rm", "--runtime", runtimeName, "--runtime-config-path", cfg, s.img, id, "true")
+				out, err := s.d.Ctr(ctrd.CtxFor(t, 2*time.Minute), "run", "--rm", "--runtime", runtimeName, "--runtime-config-path", cfg, s.img, id, "true")
 				took := time.Since(start)
 				t.Logf("after %s: %s", took.Round(time.Millisecond), strings.TrimSpace(out))
 				if err == nil {

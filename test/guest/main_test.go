@@ -17,8 +17,6 @@ package guest
 import (
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/boxlite/boxlite-shim/test/ctrd"
@@ -35,16 +33,7 @@ func TestMain(m *testing.M) {
 		for _, p := range engineProcesses() {
 			left = append(left, "process: "+p)
 		}
-		for _, g := range []string{"/run/bxp*", filepath.Join(os.TempDir(), "bxp*")} {
-			if m, _ := filepath.Glob(g); len(m) > 0 {
-				left = append(left, fmt.Sprint("directories: ", m))
-			}
-		}
-		for _, mnt := range ctrd.MountsUnder("/") {
-			if strings.Contains(mnt, "/bxp") || strings.Contains(mnt, "/bxg") {
-				left = append(left, "mount: "+mnt)
-			}
-		}
-		return left
+		left = append(left, ctrd.PodDirs()...)
+		return append(left, ctrd.PodMounts("/bxg")...)
 	}))
 }

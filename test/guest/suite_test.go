@@ -2,7 +2,6 @@ package guest
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +13,7 @@ import (
 	"github.com/boxlite/boxlite-shim/runtime/sandbox"
 	"github.com/boxlite/boxlite-shim/test/ctrd"
 	"github.com/boxlite/boxlite-shim/test/ocitest"
+	"github.com/boxlite/boxlite-shim/test/sandboxtest"
 )
 
 // runtimeName is how ctr names the shim.
@@ -63,7 +63,7 @@ func (s *suite) importImage(t *testing.T, what, name string, mk func(busybox, ou
 	if err := mk(busybox, archive); err != nil {
 		t.Fatalf("building the %s test image: %v", what, err)
 	}
-	if out, err := s.d.Ctr(ctxFor(t, 90*time.Second), "image", "import", archive); err != nil {
+	if out, err := s.d.Ctr(ctrd.CtxFor(t, 90*time.Second), "image", "import", archive); err != nil {
 		t.Fatalf("ctr image import: %v\n%s", err, out)
 	}
 	return name
@@ -73,19 +73,12 @@ func (s *suite) importImage(t *testing.T, what, name string, mk func(busybox, ou
 // state and cache directories, plus extra TOML.
 func (s *suite) writeConfig(t *testing.T, name, extra string) string {
 	t.Helper()
-	body := fmt.Sprintf("libkrun_path = %q\nstate_dir = %q\ncache_dir = %q\n%s", s.engine, s.stateDir, s.cacheDir, extra)
+	body := ctrd.ShimConfig(s.engine, s.stateDir, s.cacheDir) + extra
 	p := filepath.Join(s.dir, name)
 	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// ctxFor is a context for one step of a test, bounded so that a hang fails.
-func ctxFor(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 // runArgs are the ctr run arguments for the shim with the suite's config.
@@ -97,7 +90,7 @@ func (s *suite) runArgs(extra ...string) []string {
 // status.
 func (s *suite) run(t *testing.T, opts []string, img, id string, cmd ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	c := s.d.CtrCommand(ctxFor(t, 2*time.Minute), s.runArgs(append(append([]string{"--rm"}, opts...), append([]string{img, id}, cmd...)...)...)...)
+	c := s.d.CtrCommand(ctrd.CtxFor(t, 2*time.Minute), s.runArgs(append(append([]string{"--rm"}, opts...), append([]string{img, id}, cmd...)...)...)...)
 	var o, e strings.Builder
 	c.Stdout, c.Stderr = &o, &e
 	err := c.Run()
@@ -109,7 +102,7 @@ func (s *suite) startDetached(t *testing.T, opts []string, img, id string, cmd .
 	t.Helper()
 	full := s.runArgs(append(append([]string{"-d"}, opts...), append([]string{img, id}, cmd...)...)...)
 	t.Cleanup(func() { s.removeContainer(t, id) })
-	if out, err := s.d.Ctr(ctxFor(t, 2*time.Minute), full...); err != nil {
+	if out, err := s.d.Ctr(ctrd.CtxFor(t, 2*time.Minute), full...); err != nil {
 		t.Fatalf("ctr run -d: %v: %s", err, out)
 	}
 }
@@ -117,37 +110,20 @@ func (s *suite) startDetached(t *testing.T, opts []string, img, id string, cmd .
 // removeContainer deletes a container record (ctr run without --rm).
 func (s *suite) removeContainer(t *testing.T, id string) {
 	t.Helper()
-	ctx := ctxFor(t, time.Minute)
-	_, _ = s.d.Ctr(ctx, "task", "kill", "-s", "SIGKILL", id)
-	_, _ = s.d.Ctr(ctx, "task", "delete", "-f", id)
-	if out, err := s.d.Ctr(ctx, "container", "delete", id); err != nil && !strings.Contains(out, "not found") {
-		t.Errorf("ctr container delete %s: %v: %s", id, err, out)
-	}
+	s.d.RemoveContainer(t, ctrd.CtxFor(t, time.Minute), id)
 }
 
 // exec is `ctr task exec` in container id, with its stdout and exit status
 // (stderr goes into the error).
 func (s *suite) exec(t *testing.T, id, execID string, cmd ...string) (string, error) {
 	t.Helper()
-	return s.d.CtrStdout(ctxFor(t, time.Minute), append([]string{"task", "exec", "--exec-id", execID, id}, cmd...)...)
-}
-
-func (s *suite) bundle(id string) string {
-	return filepath.Join(s.d.State, "io.containerd.runtime.v2.task", "boxlite-test", id)
+	return s.d.CtrStdout(ctrd.CtxFor(t, time.Minute), append([]string{"task", "exec", "--exec-id", execID, id}, cmd...)...)
 }
 
 // record reads the sandbox's state record the shim keeps in the bundle.
 func (s *suite) record(t *testing.T, id string) sandbox.Record {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(s.bundle(id), sandbox.RecordName))
-	if err != nil {
-		t.Fatalf("sandbox state record: %v", err)
-	}
-	var r sandbox.Record
-	if err := json.Unmarshal(b, &r); err != nil || r.VMMPid <= 0 {
-		t.Fatalf("sandbox state record %s: %v", b, err)
-	}
-	return r
+	return sandboxtest.Record(t, s.d.Bundle(id))
 }
 
 // daemonLog is what containerd has logged so far (the shims' logs too).
@@ -192,22 +168,11 @@ func (s *suite) assertClean(t *testing.T) {
 	if p := engineProcesses(); len(p) > 0 {
 		t.Errorf("engine processes left: %v", p)
 	}
-	if ents, err := os.ReadDir(s.stateDir); err == nil {
-		var left []string
-		for _, e := range ents {
-			sub, _ := os.ReadDir(filepath.Join(s.stateDir, e.Name()))
-			for _, x := range sub {
-				left = append(left, filepath.Join(e.Name(), x.Name()))
-			}
-		}
-		if len(left) > 0 {
-			t.Errorf("sandbox state left in %s: %v", s.stateDir, left)
-		}
-	}
+	ctrd.AssertNoSandboxState(t, s.stateDir)
 	if left := ctrd.CgroupsLeft("boxlite-"); len(left) > 0 {
 		t.Errorf("cgroups on the host (none are made for the engine's guests): %v", left)
 	}
-	out, err := s.d.CtrStdout(ctxFor(t, 20*time.Second), "task", "ls", "-q")
+	out, err := s.d.CtrStdout(ctrd.CtxFor(t, 20*time.Second), "task", "ls", "-q")
 	if err != nil || strings.TrimSpace(out) != "" {
 		t.Errorf("tasks left in containerd: %v %q", err, out)
 	}
@@ -251,8 +216,8 @@ func (s *suite) events(t *testing.T) *ctrd.SyncBuffer {
 			t.Fatal("ctr events printed nothing")
 		}
 		id := fmt.Sprintf("evmark%d", i)
-		_, _ = s.d.Ctr(ctxFor(t, 30*time.Second), "container", "create", s.img, id, "true")
-		_, _ = s.d.Ctr(ctxFor(t, 30*time.Second), "container", "delete", id)
+		_, _ = s.d.Ctr(ctrd.CtxFor(t, 30*time.Second), "container", "create", s.img, id, "true")
+		_, _ = s.d.Ctr(ctrd.CtxFor(t, 30*time.Second), "container", "delete", id)
 		time.Sleep(50 * time.Millisecond)
 	}
 	return &out

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/boxlite/boxlite-shim/test/ctrd"
@@ -22,20 +21,7 @@ import (
 func TestMain(m *testing.M) {
 	fmt.Println("release suite: engine:", ctrd.DoubleWords)
 	os.Exit(ctrd.RunSuite(m, "release", func() []string {
-		var left []string
-		for _, m := range ctrd.MountsUnder("/") {
-			if strings.Contains(m, "/bxp") || strings.Contains(m, "/bxr") {
-				left = append(left, "mount: "+m)
-			}
-		}
-		for _, c := range ctrd.CgroupsLeft("boxlite-k8s.io-") {
-			left = append(left, "cgroup: "+c)
-		}
-		for _, g := range []string{"/run/bxp*", filepath.Join(os.TempDir(), "bxp*"), filepath.Join(os.TempDir(), "bxc*"), filepath.Join(os.TempDir(), "bxr*")} {
-			if m, _ := filepath.Glob(g); len(m) > 0 {
-				left = append(left, fmt.Sprint("directories: ", m))
-			}
-		}
-		return left
+		// Its scratch roots (bxr) and daemons' directories (bxc) too.
+		return ctrd.PodLeftovers([]string{"/bxr"}, []string{filepath.Join(os.TempDir(), "bxc*"), filepath.Join(os.TempDir(), "bxr*")})
 	}))
 }
