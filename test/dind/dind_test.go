@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,7 +113,7 @@ func TestDockerInDocker(t *testing.T) {
 		if !strings.HasSuffix(in, webBody) {
 			t.Errorf("GET %s:8080 from a process in the pod: %q", ip, in)
 		}
-		body, err := httpGet("http://" + ip + ":8080/")
+		body, err := ctrd.HTTPGet("http://" + ip + ":8080/")
 		t.Logf("GET http://%s:8080/ from the host: %q", ip, body)
 		if err != nil || body != webBody {
 			t.Errorf("GET http://%s:8080/ from the host: %v %q, want %q", ip, err, body, webBody)
@@ -398,20 +396,4 @@ func waitLog(t *testing.T, file, want string) string {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-func httpGet(url string) (string, error) {
-	var last error
-	for i := 0; i < 50; i++ {
-		c := &http.Client{Timeout: 5 * time.Second}
-		resp, err := c.Get(url)
-		if err == nil {
-			b, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			return strings.TrimSpace(string(b)), err
-		}
-		last = err
-		time.Sleep(200 * time.Millisecond)
-	}
-	return "", last
 }
