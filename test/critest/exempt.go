@@ -30,9 +30,9 @@ var ByDesign = []Exemption{
 
 // NeedsGuestKernel are the specs that fail under the libkrun test double
 // only: its guest agent runs as a host process, on this host's hybrid
-// cgroups (no cgroup v2 memory controller) and on the host's mounts. On an
-// engine that boots the guest kernel they are expected to pass, and the list
-// does not apply.
+// cgroups (no cgroup v2 memory controller) and on the host's mounts.
+// TestCRIValidation runs them again on the emulated engine (EngineHandler),
+// where a guest kernel runs them, and fails unless each passes there.
 var NeedsGuestKernel = []Exemption{
 	{Spec: "should terminate with exitCode 137 and reason OOMKilled", Why: "the OOM kill is the guest cgroup v2 memory controller's; the host has none"},
 	{Spec: "runtime should support listing container stats", Why: "container memory stats come from the guest's cgroup v2 memory controller"},

@@ -53,11 +53,47 @@ func New(t *testing.T) *Env {
 	reg := StartRegistry(t, registry, dir)
 	pushImages(t, reg, map[string]string{"nnp": buildStatic(t, dir, "nnp"), "pause": buildStatic(t, dir, "pause")})
 	hosts := reg.HostsConfig(t, filepath.Join(dir, "hosts"), Hosts)
+	engineCfg := filepath.Join(dir, "config-engine.toml")
 	cri := crid.New(t, crid.Options{SandboxImage: SandboxImage, ExtraCNIPlugins: []string{portmap}, ExtraCRIConfig: fmt.Sprintf(`
 [plugins."io.containerd.cri.v1.images".registry]
   config_path = %q
-%s`, hosts, crid.RuncHandler())})
+%s%s`, hosts, crid.RuncHandler(), engineHandler(engineCfg))})
+	writeEngineConfig(t, engineCfg, cri)
 	return &Env{Env: cri, Registry: reg, critest: critest}
+}
+
+// EngineHandler is the CRI runtime handler whose pods boot on the emulated
+// engine (test/libkrun-qemu: the lean kernel under QEMU TCG beneath
+// libkrun's API), for the specs that need a guest kernel.
+const EngineHandler = "boxlite-engine"
+
+// engineHandler is EngineHandler's CRI runtime table, its shim config at
+// cfg (the shim reads it at each start: writeEngineConfig writes it once the
+// daemon's directories are known).
+func engineHandler(cfg string) string {
+	return fmt.Sprintf(`
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.%[1]s]
+  runtime_type = "io.containerd.boxlite.v2"
+  privileged_without_host_devices = true
+  [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.%[1]s.options]
+    ConfigPath = %[2]q
+`, EngineHandler, cfg)
+}
+
+// writeEngineConfig writes EngineHandler's shim config: the emulated
+// engine as libkrun, the lean kernel, and the boxlite handlers' state and
+// cache directories (short: agent sockets live under the state directory;
+// the environment's AssertClean checks it).
+func writeEngineConfig(t *testing.T, cfg string, cri *crid.Env) {
+	t.Helper()
+	lib, err := filepath.Abs(filepath.Join(ctrd.BinDir(t), "test", "libkrun-qemu", "libkrun.so.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrd.Require(t, lib)
+	if err := os.WriteFile(cfg, []byte(ctrd.ShimConfig(lib, cri.StateDir, cri.CacheDir)+"[kernel]\ndefault = \"lean\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // buildStatic builds test/critest/<name> as a static binary and returns
@@ -141,7 +177,8 @@ var Skips = []Exemption{
 
 // Run runs critest on handler, writing its JSON report and log under out,
 // and returns the report. Whatever critest left on the host is removed.
-func (e *Env) Run(t *testing.T, handler, out string, timeout time.Duration) map[string]Result {
+// With focus, only the specs whose names contain one of them run.
+func (e *Env) Run(t *testing.T, handler, out string, timeout time.Duration, focus ...string) map[string]Result {
 	t.Helper()
 	before := snapshotHost()
 	defer cleanHost(t, before)
@@ -165,6 +202,13 @@ func (e *Env) Run(t *testing.T, handler, out string, timeout time.Duration) map[
 		"-ginkgo.no-color",
 		"-ginkgo.timeout", timeout.String(),
 		"-ginkgo.skip", strings.Join(skips, "|"),
+	}
+	if len(focus) > 0 {
+		var f []string
+		for _, s := range focus {
+			f = append(f, regexp.QuoteMeta(s))
+		}
+		args = append(args, "-ginkgo.focus", strings.Join(f, "|"))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout+2*time.Minute)
 	defer cancel()
