@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -27,7 +28,33 @@ func SignalReady(port uint32) error {
 	if _, err := unix.Write(fd, []byte(api.ReadyLine)); err != nil {
 		return fmt.Errorf("ready port %d: %w", port, err)
 	}
+	awaitClose(fd, readyLinger)
 	return nil
+}
+
+// readyLinger bounds how long SignalReady waits for the shim to close the
+// ready connection.
+var readyLinger = 2 * time.Second
+
+// awaitClose keeps fd open until its peer closes it (the shim does once it
+// has read the line), for at most d: a guest that closed at once could have
+// its connection reset before a vsock proxy delivered the line (seen under
+// the emulated engine's vhost-device-vsock: the shim read EOF and nothing).
+// Whatever ends the wait, the line was written.
+func awaitClose(fd int, d time.Duration) {
+	tv := unix.NsecToTimeval(d.Nanoseconds())
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	buf := make([]byte, 64)
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		n, err := unix.Read(fd, buf)
+		if n == 0 && err == nil {
+			return // the shim closed it
+		}
+		if err != nil && err != unix.EINTR {
+			return
+		}
+	}
 }
 
 // dialHost connects to vsock port of the host (CID 2) and returns the
