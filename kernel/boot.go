@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"os"
+	"runtime/debug"
 	"sync"
 	"syscall"
 
@@ -42,7 +43,12 @@ func InspectCached(path string) (Features, error) {
 	if ok {
 		return f, nil
 	}
-	if f, err = Inspect(path); err != nil {
+	f, err = Inspect(path)
+	// Inspect read the whole image (14-20 MiB) into the heap; each shim
+	// inspects once, at its sandbox's start, and then idles for the pod's
+	// life: hand the pages back now rather than keep them resident.
+	debug.FreeOSMemory()
+	if err != nil {
 		return Features{}, err
 	}
 	inspectedMu.Lock()
